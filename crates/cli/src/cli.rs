@@ -1,0 +1,139 @@
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// movierec: movie recommendations from rating streams, on a laptop or on AWS.
+#[derive(Debug, Parser)]
+#[command(name = "movierec", version, about)]
+pub struct Cli {
+    /// Configuration file [default: config/config.yaml if present, else built-in defaults]
+    #[arg(long, global = true, env = "MOVIEREC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace); MOVIEREC_LOG=filter overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the platform: load sample data on first start, compute the batch, serve on 8082.
+    Up {
+        /// Import this MovieLens folder instead of generating synthetic sample data.
+        #[arg(long, value_name = "DIR")]
+        movielens: Option<PathBuf>,
+    },
+    /// Serve the HTTP API only (data must have been published by a batch).
+    Serve,
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Get datasets: download MovieLens, or generate synthetic data.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Load data into the rating store.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+    /// Compute features and the Bayesian top-N.
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Up { .. } => "up",
+            Self::Serve => "serve",
+            Self::Config { .. } => "config",
+            Self::Data { .. } => "data",
+            Self::Import { .. } => "import",
+            Self::Batch { .. } => "batch",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print the effective values.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Download a MovieLens dataset from GroupLens (checked and unzipped).
+    Download {
+        /// ml-latest-small, ml-100k, ml-1m, ml-10m, ml-25m or ml-32m
+        name: String,
+        /// Destination folder [default: <data.dir>/movielens]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Download from this URL instead of GroupLens (a mirror, or a test server).
+        #[arg(long)]
+        url: Option<String>,
+        /// Expected MD5 of the zip (default: GroupLens's published .md5 file).
+        #[arg(long)]
+        md5: Option<String>,
+        /// Download again even if the dataset is already there.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Generate synthetic ratings.csv and movies.csv in MovieLens format.
+    Synth {
+        #[arg(long, default_value_t = 1_000_000)]
+        ratings: u64,
+        #[arg(long, default_value_t = 10_000)]
+        users: u64,
+        #[arg(long, default_value_t = 5_000)]
+        movies: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output folder.
+        #[arg(long, default_value = "data/synth")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import a MovieLens folder (ml-latest-small/ml-25m/ml-32m CSV, ml-1m/ml-10m .dat, ml-100k).
+    Movielens {
+        dir: PathBuf,
+        /// Stop at the first malformed line instead of skipping and counting it.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Compute features and the top-N from the rating store and publish them.
+    Run,
+    /// Compute from a ratings CSV straight to CSV files (no database).
+    Csv {
+        /// A MovieLens-format ratings.csv.
+        #[arg(long)]
+        ratings: PathBuf,
+        /// m [default: batch.min_ratings]
+        #[arg(long)]
+        min_ratings: Option<u64>,
+        /// [default: batch.top_n]
+        #[arg(long)]
+        top_n: Option<usize>,
+        /// Output folder for top-movies.csv, movie-features.csv, user-features.csv.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// List recent batch runs.
+    Runs {
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+    },
+}

@@ -1,0 +1,200 @@
+//! `movierec`: one binary that wires the crates from configuration.
+
+mod batch;
+mod cli;
+mod import;
+mod progress;
+mod serve;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use cli::{BatchCommand, Cli, Command, ConfigCommand, DataCommand, ImportCommand};
+use movierec_config::{Config, Loaded, StorageMode};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MOVIEREC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_config(cli: &Cli) -> Result<Loaded> {
+    let loaded = Config::load(cli.config.as_deref(), std::env::vars())?;
+    if loaded.file.is_none() {
+        tracing::info!(
+            "no {} here: using built-in defaults",
+            movierec_config::DEFAULT_PATH
+        );
+    }
+    Ok(loaded)
+}
+
+/// The embedded mode is what exists today; say so plainly for aws.
+fn require_sqlite(config: &Config, command: &str) -> Result<()> {
+    if config.storage_mode == StorageMode::Aws {
+        bail!(
+            "`{command}` with storage_mode \"aws\" is not available yet: the S3/DynamoDB adapters are \
+             not built. Use storage_mode \"sqlite\" (MOVIEREC_STORAGE_MODE=sqlite)."
+        );
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let loaded = load_config(&cli)?;
+            match &loaded.file {
+                Some(path) => println!("# configuration from {}", path.display()),
+                None => println!("# built-in defaults (no {} found)", movierec_config::DEFAULT_PATH),
+            }
+            for (key, var) in &loaded.overrides {
+                println!("# {key} set by {var}");
+            }
+            print!("{}", loaded.config.to_yaml());
+            Ok(())
+        }
+        Command::Data { command } => match command {
+            DataCommand::Download {
+                name,
+                dir,
+                url,
+                md5,
+                force,
+            } => {
+                let config = load_config(&cli)?.config;
+                let dest = dir.clone().unwrap_or_else(|| config.data.dir.join("movielens"));
+                let options = movierec_datasets::download::DownloadOptions {
+                    url: url.clone(),
+                    md5: md5.clone(),
+                    force: *force,
+                    progress: true,
+                };
+                let name = name.clone();
+                let folder = tokio::task::spawn_blocking(move || {
+                    movierec_datasets::download::download(&name, &dest, &options)
+                })
+                .await??;
+                println!("{}", folder.display());
+                Ok(())
+            }
+            DataCommand::Synth {
+                ratings,
+                users,
+                movies,
+                seed,
+                out,
+            } => {
+                let params = movierec_datasets::synth::SynthParams {
+                    ratings: *ratings,
+                    users: *users,
+                    movies: *movies,
+                    seed: *seed,
+                };
+                let out = out.clone();
+                let started = std::time::Instant::now();
+                let summary = tokio::task::spawn_blocking(move || {
+                    movierec_datasets::synth::generate(&params, &out, true).map(|s| (s, out))
+                })
+                .await??;
+                let (summary, out) = summary;
+                println!(
+                    "wrote {} ratings by {} users of {} movies to {} in {:.1}s",
+                    summary.ratings,
+                    summary.users,
+                    summary.movies,
+                    out.display(),
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(())
+            }
+        },
+        Command::Import {
+            command: ImportCommand::Movielens { dir, strict },
+        } => {
+            let config = load_config(&cli)?.config;
+            require_sqlite(&config, "import")?;
+            let store = movierec_store::SqliteRatingStore::open(&config.sqlite.path).await?;
+            let summary = import::import_movielens(&store, dir, *strict).await?;
+            summary.print();
+            Ok(())
+        }
+        Command::Batch { command } => match command {
+            BatchCommand::Run => {
+                let config = load_config(&cli)?.config;
+                require_sqlite(&config, "batch run")?;
+                let store = movierec_store::SqliteRatingStore::open(&config.sqlite.path).await?;
+                let serving = movierec_store::ServingDb::connect(&config.serving.database_url).await?;
+                let run = batch::run_embedded(&config, &store, &serving).await?;
+                batch::print_run(&run);
+                Ok(())
+            }
+            BatchCommand::Csv {
+                ratings,
+                min_ratings,
+                top_n,
+                out,
+            } => {
+                let config = load_config(&cli)?.config;
+                let params = movierec_core::BayesianParams {
+                    min_ratings: min_ratings.unwrap_or(config.batch.min_ratings),
+                    top_n: top_n.unwrap_or(config.batch.top_n),
+                };
+                let (ratings, out) = (ratings.clone(), out.clone());
+                tokio::task::spawn_blocking(move || batch::run_csv(&ratings, params, &out)).await?
+            }
+            BatchCommand::Runs { limit } => {
+                let config = load_config(&cli)?.config;
+                let serving = movierec_store::ServingDb::connect(&config.serving.database_url).await?;
+                batch::print_runs(&serving, *limit).await
+            }
+        },
+        Command::Serve => {
+            let config = load_config(&cli)?.config;
+            require_sqlite(&config, "serve")?;
+            serve::serve(&config).await
+        }
+        Command::Up { movielens } => {
+            let config = load_config(&cli)?.config;
+            require_sqlite(&config, "up")?;
+            serve::up(&config, movielens.as_deref()).await
+        }
+    }
+    .context_for(&cli)
+}
+
+/// Adds nothing today; a hook so every command's error reads the same way.
+trait ContextFor<T> {
+    fn context_for(self, cli: &Cli) -> Result<T>;
+}
+
+impl<T> ContextFor<T> for Result<T> {
+    fn context_for(self, cli: &Cli) -> Result<T> {
+        self.with_context(|| format!("movierec {} failed", cli.command.name()))
+    }
+}

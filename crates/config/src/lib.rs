@@ -1,0 +1,464 @@
+//! The movierec configuration: `config/config.yaml` (the seed's keys stay
+//! valid) with environment overrides.
+//!
+//! Every key has a default, so a partial file works. An environment variable
+//! `MOVIEREC_<SECTION>__<KEY>` (double underscore between levels, e.g.
+//! `MOVIEREC_AWS__S3__BUCKET`, `MOVIEREC_SERVING__PORT`) or
+//! `MOVIEREC_<TOP_LEVEL_KEY>` (`MOVIEREC_STORAGE_MODE`) overrides a key; its
+//! value is read as a YAML scalar, so `8082` is a number and `null` is null.
+//! Errors name the file (or variable), the key and the expected form.
+
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::{Mapping, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "config/config.yaml";
+pub const ENV_PREFIX: &str = "MOVIEREC_";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub storage_mode: StorageMode,
+    pub kafka: KafkaConfig,
+    pub sqlite: SqliteConfig,
+    pub aws: AwsConfig,
+    pub serving: ServingConfig,
+    pub batch: BatchConfig,
+    pub data: DataConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageMode {
+    /// Embedded: ratings and real-time features in one SQLite file.
+    #[default]
+    Sqlite,
+    /// Raw events to the S3 bronze layer, real-time features in DynamoDB.
+    Aws,
+}
+
+impl StorageMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Aws => "aws",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Off in the embedded default: ratings posted to the API go straight to storage.
+    pub enabled: bool,
+    pub bootstrap_servers: String,
+    pub topic: String,
+    pub dlq_topic: String,
+    pub group_id: String,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic: "user-events".into(),
+            dlq_topic: "user-events-dlq".into(),
+            group_id: "movierec".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteConfig {
+    pub path: PathBuf,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self {
+            path: "data/movierec.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    pub region: String,
+    /// e.g. `http://127.0.0.1:5000` for moto or LocalStack; null means AWS itself.
+    pub endpoint_url: Option<String>,
+    pub s3: S3Config,
+    pub dynamodb: DynamoDbConfig,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".into(),
+            endpoint_url: None,
+            s3: S3Config::default(),
+            dynamodb: DynamoDbConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub bucket: String,
+    pub bronze_prefix: String,
+    pub silver_prefix: String,
+    pub gold_prefix: String,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            bucket: "movie-rec-data-lake".into(),
+            bronze_prefix: "bronze/user-events/".into(),
+            silver_prefix: "silver/".into(),
+            gold_prefix: "gold/".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DynamoDbConfig {
+    pub user_features_table: String,
+    pub movie_features_table: String,
+}
+
+impl Default for DynamoDbConfig {
+    fn default() -> Self {
+        Self {
+            user_features_table: "movie-rec-user-features".into(),
+            movie_features_table: "movie-rec-movie-features".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServingConfig {
+    /// Loopback by default; set `0.0.0.0` to serve other machines.
+    pub host: String,
+    pub port: u16,
+    /// `sqlite://…`, `mysql://…` (RDS) or `postgres://…`.
+    pub database_url: String,
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8082,
+            database_url: "sqlite://data/movierec.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    #[default]
+    Embedded,
+    Spark,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub engine: Engine,
+    /// m of the Bayesian weighted rating, and the minimum count to be ranked.
+    pub min_ratings: u64,
+    pub top_n: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            engine: Engine::Embedded,
+            min_ratings: 50,
+            top_n: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Where downloaded and generated datasets go.
+    pub dir: PathBuf,
+    /// The synthetic sample `movierec up` generates on first start.
+    pub sample_ratings: u64,
+    pub sample_users: u64,
+    pub sample_movies: u64,
+    pub sample_seed: u64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dir: "data".into(),
+            sample_ratings: 100_000,
+            sample_users: 1_000,
+            sample_movies: 2_000,
+            sample_seed: 42,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid YAML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{origin}: key `{key}`: {message}")]
+    Key {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// The loaded configuration and where its values came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// The file read, if any (a missing default file means built-in defaults).
+    pub file: Option<PathBuf>,
+    /// Keys set from the environment: dotted key → variable name.
+    pub overrides: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Loads `path` (or `config/config.yaml` when `None`; a missing default file
+    /// means built-in defaults) and applies `MOVIEREC_*` overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let (file, text) = match path {
+            Some(path) => (
+                Some(path.to_path_buf()),
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+            ),
+            None => match std::fs::read_to_string(DEFAULT_PATH) {
+                Ok(text) => (Some(PathBuf::from(DEFAULT_PATH)), text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, String::new()),
+                Err(source) => {
+                    return Err(ConfigError::Read {
+                        path: DEFAULT_PATH.into(),
+                        source,
+                    });
+                }
+            },
+        };
+        let origin = file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "built-in defaults".to_string());
+        Self::from_yaml_str(&text, &origin, env).map(|(config, overrides)| Loaded {
+            config,
+            file,
+            overrides,
+        })
+    }
+
+    /// Parses YAML text; `origin` names the file in errors.
+    pub fn from_yaml_str(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Self, BTreeMap<String, String>), ConfigError> {
+        let mut root: Value = if text.trim().is_empty() {
+            Value::Mapping(Mapping::new())
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Syntax {
+                path: origin.into(),
+                message: e.to_string(),
+            })?
+        };
+        if root.is_null() {
+            root = Value::Mapping(Mapping::new());
+        }
+        if !root.is_mapping() {
+            return Err(ConfigError::Key {
+                origin: origin.into(),
+                key: "(top level)".into(),
+                message: "expected a mapping of keys such as `storage_mode:` and `serving:`".into(),
+            });
+        }
+        let overrides = apply_env_overrides(&mut root, env)?;
+        let config: Config = serde_path_to_error::deserialize(root).map_err(|e| {
+            let key = e.path().to_string();
+            let origin = overrides
+                .get(&key)
+                .map(|var| format!("environment variable {var}"))
+                .unwrap_or_else(|| origin.to_string());
+            ConfigError::Key {
+                origin,
+                key,
+                message: describe(e.inner().to_string()),
+            }
+        })?;
+        config.validate(origin, &overrides)?;
+        Ok((config, overrides))
+    }
+
+    /// Checks the values serde cannot: forms of URLs, ranges, required names.
+    fn validate(&self, origin: &str, overrides: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        let fail = |key: &str, message: String| {
+            let origin = overrides
+                .get(key)
+                .map(|var| format!("environment variable {var}"))
+                .unwrap_or_else(|| origin.to_string());
+            Err(ConfigError::Key {
+                origin,
+                key: key.into(),
+                message,
+            })
+        };
+        let url = &self.serving.database_url;
+        if !["sqlite:", "mysql://", "mariadb://", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
+            return fail(
+                "serving.database_url",
+                format!(
+                    "`{url}` is not a supported database URL: expected sqlite://PATH, mysql://USER:PASSWORD@HOST:PORT/DB or postgres://USER:PASSWORD@HOST:PORT/DB"
+                ),
+            );
+        }
+        if self.serving.port == 0 {
+            return fail("serving.port", "expected a port number from 1 to 65535".into());
+        }
+        if self.sqlite.path.as_os_str().is_empty() {
+            return fail("sqlite.path", "expected a file path, e.g. data/movierec.db".into());
+        }
+        if self.batch.top_n == 0 {
+            return fail("batch.top_n", "expected a positive integer, e.g. 1000".into());
+        }
+        if self.storage_mode == StorageMode::Aws {
+            if self.aws.s3.bucket.trim().is_empty() {
+                return fail(
+                    "aws.s3.bucket",
+                    "is required when storage_mode is \"aws\": expected a bucket name".into(),
+                );
+            }
+            for (key, table) in [
+                ("aws.dynamodb.user_features_table", &self.aws.dynamodb.user_features_table),
+                ("aws.dynamodb.movie_features_table", &self.aws.dynamodb.movie_features_table),
+            ] {
+                if table.trim().is_empty() {
+                    return fail(key, "is required when storage_mode is \"aws\": expected a table name".into());
+                }
+            }
+        }
+        if let Some(endpoint) = &self.aws.endpoint_url
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return fail(
+                "aws.endpoint_url",
+                format!("`{endpoint}` is not a URL: expected e.g. http://127.0.0.1:4566, or null"),
+            );
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as YAML.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self).unwrap_or_default()
+    }
+}
+
+/// serde's messages for enums and unknown fields are good; make the rest
+/// name the expected form in our words.
+fn describe(message: String) -> String {
+    message
+        .replace("unit value", "null (no value)")
+        .replace("expected u16", "expected a port number from 1 to 65535")
+        .replace("expected u64", "expected a non-negative integer")
+        .replace("expected usize", "expected a non-negative integer")
+        .replace("expected a boolean", "expected true or false")
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "storage_mode",
+    "kafka",
+    "sqlite",
+    "aws",
+    "serving",
+    "batch",
+    "data",
+];
+
+fn apply_env_overrides(
+    root: &mut Value,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+        .collect();
+    vars.sort();
+    let mut applied = BTreeMap::new();
+    for (name, raw) in vars {
+        let rest = &name[ENV_PREFIX.len()..];
+        let segments: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        let is_config_var = rest.contains("__") || TOP_LEVEL_KEYS.contains(&segments[0].as_str());
+        if !is_config_var {
+            continue; // e.g. MOVIEREC_CONFIG, MOVIEREC_LOG: not configuration keys
+        }
+        let key = segments.join(".");
+        if !TOP_LEVEL_KEYS.contains(&segments[0].as_str()) || segments.iter().any(String::is_empty) {
+            return Err(ConfigError::Key {
+                origin: format!("environment variable {name}"),
+                key,
+                message: format!(
+                    "unknown key: expected MOVIEREC_<SECTION>__<KEY> with a section among {}",
+                    TOP_LEVEL_KEYS.join(", ")
+                ),
+            });
+        }
+        let value: Value = serde_yaml_ng::from_str(&raw).unwrap_or(Value::String(raw.clone()));
+        let mut node = &mut *root;
+        for segment in &segments[..segments.len() - 1] {
+            let mapping = match node {
+                Value::Mapping(m) => m,
+                _ => {
+                    return Err(ConfigError::Key {
+                        origin: format!("environment variable {name}"),
+                        key,
+                        message: format!("`{segment}` is not a section"),
+                    });
+                }
+            };
+            let k = Value::String(segment.clone());
+            if !mapping.get(&k).is_some_and(Value::is_mapping) {
+                mapping.insert(k.clone(), Value::Mapping(Mapping::new()));
+            }
+            node = mapping.get_mut(&k).expect("inserted above");
+        }
+        if let Value::Mapping(mapping) = node {
+            mapping.insert(Value::String(segments[segments.len() - 1].clone()), value);
+        }
+        applied.insert(key, name);
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+use super::*;
+
+fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Config::from_yaml_str(text, "config/config.yaml", env).map(|(c, _)| c)
+}
+
+fn error(text: &str, env: &[(&str, &str)]) -> String {
+    load(text, env).unwrap_err().to_string()
+}
+
+const SEED_STYLE: &str = r#"
+storage_mode: "aws"
+kafka: { bootstrap_servers: "127.0.0.1:9092", topic: "user-events", dlq_topic: "user-events-dlq", group_id: "movierec" }
+sqlite:  { path: "data/movierec.db" }
+aws:
+  region: "eu-west-1"
+  endpoint_url: "http://127.0.0.1:4566"
+  s3:       { bucket: "movie-rec-data-lake", bronze_prefix: "bronze/user-events/", silver_prefix: "silver/", gold_prefix: "gold/" }
+  dynamodb: { user_features_table: "movie-rec-user-features", movie_features_table: "movie-rec-movie-features" }
+serving: { port: 8082, database_url: "mysql://app:pw@db:3306/recommendation_db" }
+batch:   { engine: "embedded", min_ratings: 50, top_n: 1000 }
+"#;
+
+#[test]
+fn reads_the_spec_example() {
+    let config = load(SEED_STYLE, &[]).unwrap();
+    assert_eq!(config.storage_mode, StorageMode::Aws);
+    assert_eq!(config.aws.region, "eu-west-1");
+    assert_eq!(config.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
+    assert_eq!(config.serving.database_url, "mysql://app:pw@db:3306/recommendation_db");
+    assert_eq!(config.batch.min_ratings, 50);
+}
+
+#[test]
+fn the_shipped_file_is_valid_and_matches_the_defaults() {
+    let text = include_str!("../../../config/config.yaml");
+    let config = load(text, &[]).unwrap();
+    assert_eq!(config, Config::default());
+}
+
+#[test]
+fn empty_or_partial_files_use_defaults() {
+    assert_eq!(load("", &[]).unwrap(), Config::default());
+    let config = load("serving: { port: 9000 }", &[]).unwrap();
+    assert_eq!(config.serving.port, 9000);
+    assert_eq!(config.serving.host, "127.0.0.1");
+}
+
+#[test]
+fn environment_overrides_any_key() {
+    let config = load(
+        SEED_STYLE,
+        &[
+            ("MOVIEREC_AWS__S3__BUCKET", "other-bucket"),
+            ("MOVIEREC_SERVING__PORT", "9090"),
+            ("MOVIEREC_STORAGE_MODE", "sqlite"),
+            ("MOVIEREC_AWS__ENDPOINT_URL", "null"),
+            ("MOVIEREC_CONFIG", "ignored: not a key"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.aws.s3.bucket, "other-bucket");
+    assert_eq!(config.serving.port, 9090);
+    assert_eq!(config.storage_mode, StorageMode::Sqlite);
+    assert_eq!(config.aws.endpoint_url, None);
+}
+
+#[test]
+fn bad_values_name_file_key_and_form() {
+    let message = error("serving: { port: \"eighty\" }", &[]);
+    assert!(message.starts_with("config/config.yaml: key `serving.port`"), "{message}");
+    assert!(message.contains("port number"), "{message}");
+
+    let message = error("storage_mode: mysql", &[]);
+    assert!(message.contains("key `storage_mode`"), "{message}");
+    assert!(message.contains("sqlite") && message.contains("aws"), "{message}");
+
+    let message = error("batch: { engine: hadoop }", &[]);
+    assert!(message.contains("key `batch.engine`") && message.contains("embedded"), "{message}");
+
+    let message = error("serving: { database_url: \"oracle://x\" }", &[]);
+    assert!(message.contains("key `serving.database_url`"), "{message}");
+    assert!(message.contains("postgres://"), "{message}");
+
+    let message = error("serving: { port: }", &[]);
+    assert!(message.contains("key `serving.port`") && message.contains("null"), "{message}");
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let message = error("serving: { prot: 8082 }", &[]);
+    assert!(message.contains("key `serving.prot`"), "{message}");
+    assert!(message.contains("unknown field") && message.contains("port"), "{message}");
+    let message = error("sevring: {}", &[]);
+    assert!(message.contains("unknown field `sevring`"), "{message}");
+}
+
+#[test]
+fn env_errors_name_the_variable() {
+    let message = error("", &[("MOVIEREC_SERVING__PORT", "abc")]);
+    assert!(message.starts_with("environment variable MOVIEREC_SERVING__PORT: key `serving.port`"), "{message}");
+    let message = error("", &[("MOVIEREC_SERVNG__PORT", "1")]);
+    assert!(message.contains("MOVIEREC_SERVNG__PORT") && message.contains("unknown key"), "{message}");
+}
+
+#[test]
+fn syntax_errors_name_the_file_and_line() {
+    let message = error("serving:\n  port: [1,\n", &[]);
+    assert!(message.starts_with("config/config.yaml: not valid YAML"), "{message}");
+    assert!(message.contains("line"), "{message}");
+}
+
+#[test]
+fn aws_mode_requires_a_bucket() {
+    let message = error("storage_mode: aws\naws: { s3: { bucket: \"\" } }", &[]);
+    assert!(message.contains("key `aws.s3.bucket`") && message.contains("required"), "{message}");
+}
+
+#[test]
+fn missing_explicit_file_is_an_error() {
+    let missing = Path::new("/nonexistent/movierec.yaml");
+    let message = Config::load(Some(missing), Vec::new()).unwrap_err().to_string();
+    assert!(message.contains("/nonexistent/movierec.yaml"), "{message}");
+}

@@ -1,0 +1,18 @@
+//! Domain logic of movierec with no I/O: rating events and their validation,
+//! exact feature accumulators, the Bayesian weighted scorer and movie metadata
+//! helpers. Every adapter (SQL, Kafka, S3, HTTP) builds on these types, so the
+//! rules in here are the rules of the whole system.
+
+pub mod event;
+pub mod features;
+pub mod movie;
+pub mod rating;
+pub mod scoring;
+pub mod time;
+
+pub use event::{InvalidEvent, RatingEvent};
+pub use features::{FeatureAccumulator, Features};
+pub use movie::{Movie, parse_genres, parse_title_year};
+pub use rating::{Rating, RatingError};
+pub use scoring::{BayesianParams, MovieCounts, ScoredMovie, TopN, bayesian_top_n};
+pub use time::{EventTime, TimeError};

@@ -1,0 +1,93 @@
+//! Storage adapters behind small traits.
+//!
+//! - [`RatingStore`]: where accepted ratings and the movie catalogue live
+//!   (SQLite in the embedded mode: [`SqliteRatingStore`]).
+//! - [`ServingStore`]: the serving database the API reads and the batch
+//!   publishes to; one implementation ([`ServingDb`]) speaks SQLite, MySQL
+//!   (RDS) and PostgreSQL through sqlx's `Any` driver, with one migration set
+//!   per dialect.
+
+mod dialect;
+mod rating_store;
+mod serving;
+
+pub use dialect::Dialect;
+pub use rating_store::SqliteRatingStore;
+pub use serving::{
+    BatchRun, MovieFilter, MovieRow, MovieSort, Page, PublishInput, ServingDb, Stats, TopRow,
+};
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+use movierec_core::{FeatureAccumulator, Movie, Rating, EventTime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what}: {source}")]
+    Database {
+        what: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot migrate {what}: {source}")]
+    Migrate {
+        what: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub(crate) trait Context<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, sqlx::Error> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| StoreError::Database {
+            what: what(),
+            source,
+        })
+    }
+}
+
+/// One stored rating: the latest of a user for a movie.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoredRating {
+    pub user_id: u64,
+    pub movie_id: u64,
+    pub rating: Rating,
+    pub timestamp: EventTime,
+}
+
+/// Where accepted ratings and the catalogue are kept.
+#[async_trait]
+pub trait RatingStore: Send + Sync {
+    /// Inserts or replaces ratings; an older rating never overrides a newer one
+    /// (equal times: the later call wins).
+    async fn upsert_ratings(&self, ratings: &[StoredRating]) -> Result<()>;
+    async fn upsert_movies(&self, movies: &[Movie]) -> Result<()>;
+    /// Recomputes the real-time feature tables from the ratings.
+    async fn rebuild_features(&self) -> Result<()>;
+    async fn rating_count(&self) -> Result<u64>;
+    async fn movies(&self) -> Result<Vec<Movie>>;
+    /// All ratings ordered by user then movie (grouped by user).
+    fn ratings_by_user(&self) -> BoxStream<'_, Result<StoredRating>>;
+    async fn user_features(&self, user_id: u64) -> Result<Option<FeatureAccumulator>>;
+    async fn movie_features(&self, movie_id: u64) -> Result<Option<FeatureAccumulator>>;
+}
+
+/// What the serving layer needs of the serving database.
+#[async_trait]
+pub trait ServingStore: Send + Sync {
+    async fn ping(&self) -> Result<()>;
+    async fn movies(&self, filter: &MovieFilter, sort: MovieSort, page: Page) -> Result<(Vec<MovieRow>, u64)>;
+    async fn movie(&self, movie_id: u64) -> Result<Option<(MovieRow, Option<TopRow>)>>;
+    async fn top(&self, filter: &MovieFilter, page: Page) -> Result<(Vec<TopRow>, u64)>;
+    async fn user_features(&self, user_id: u64) -> Result<Option<movierec_core::Features>>;
+    async fn stats(&self) -> Result<Stats>;
+    async fn batch_runs(&self, limit: u64) -> Result<Vec<BatchRun>>;
+}
