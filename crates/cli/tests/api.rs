@@ -1,0 +1,200 @@
+//! The HTTP API end to end: a real `movierec serve` process over data the
+//! real import and batch produced, queried over TCP.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(work: &std::path::Path, args: &[&str], envs: &[(&str, String)]) -> Server {
+    let port = free_port();
+    let mut command = movierec(work);
+    command
+        .args(args)
+        .env("MOVIEREC_SERVING__PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let child = command.spawn().unwrap();
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if ureq::get(format!("{}/health", server.base)).call().is_ok() {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("server did not answer /health within 120 s");
+}
+
+fn get(base: &str, path: &str) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent.get(format!("{base}{path}")).call().unwrap();
+    let status = response.status().as_u16();
+    let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    (status, body)
+}
+
+fn prepared() -> tempfile::TempDir {
+    let work = workdir();
+    run_ok(movierec(work.path()).args(["import", "movielens"]).arg(movielens("ml-latest-small")));
+    run_ok(movierec(work.path()).args(["batch", "run"]));
+    work
+}
+
+#[test]
+fn endpoints_answer_and_validate() {
+    let work = prepared();
+    let server = start(work.path(), &["serve"], &[]);
+    let base = &server.base;
+
+    let (status, health) = get(base, "/health");
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["storage_mode"], "sqlite");
+    assert_eq!(health["storage_info"]["mode"], "sqlite");
+    assert_eq!(health["storage_info"]["ratings"], 100836);
+
+    let (status, top) = get(base, "/api/recommendations/top?page_size=5");
+    assert_eq!(status, 200);
+    assert_eq!(top["items"].as_array().unwrap().len(), 5);
+    assert_eq!(top["items"][0]["rank"], 1);
+    assert_eq!(top["items"][0]["movie_id"], 318, "Shawshank leads ml-latest-small");
+    assert!(top["total"].as_u64().unwrap() > 400);
+
+    let (_, drama) = get(base, "/api/recommendations/top?genre=Drama&year_from=1990&year_to=1999&page=2&page_size=3");
+    for item in drama["items"].as_array().unwrap() {
+        assert!(item["genres"].as_array().unwrap().iter().any(|g| g == "Drama"));
+        let year = item["year"].as_i64().unwrap();
+        assert!((1990..=1999).contains(&year));
+    }
+    assert_eq!(drama["page"], 2);
+
+    let (_, search) = get(base, "/api/movies?q=toy%20story&sort=year");
+    let titles: Vec<&str> = search["items"].as_array().unwrap().iter().map(|m| m["title"].as_str().unwrap()).collect();
+    assert_eq!(titles[0], "Toy Story (1995)");
+    assert!(titles.len() >= 3);
+
+    let (status, movie) = get(base, "/api/movies/1");
+    assert_eq!(status, 200);
+    assert_eq!(movie["title"], "Toy Story (1995)");
+    assert_eq!(movie["year"], 1995);
+    assert_eq!(movie["features"]["rating_count"], 215);
+    assert!(movie["recommendation"]["rank"].as_u64().is_some());
+
+    let (status, user) = get(base, "/api/users/1/features");
+    assert_eq!(status, 200);
+    assert_eq!(user["rating_count"], 232);
+
+    let (status, stats) = get(base, "/api/stats");
+    assert_eq!(status, 200);
+    assert_eq!(stats["ratings"], 100836);
+    assert_eq!(stats["users"], 610);
+    assert_eq!(stats["movies"], 9742);
+    assert_eq!(stats["last_batch"]["status"], "succeeded");
+
+    for (path, parameter) in [
+        ("/api/movies?page=0", "page"),
+        ("/api/movies?page=abc", "page"),
+        ("/api/movies?page_size=1000", "page_size"),
+        ("/api/movies?year_from=1999&year_to=1990", "year_from"),
+        ("/api/movies?sort=popularity", "sort"),
+        ("/api/movies?colour=red", "colour"),
+        ("/api/movies?q=", "q"),
+        ("/api/movies?page=1&page=2", "page"),
+        ("/api/recommendations/top?year_to=x", "year_to"),
+        ("/api/movies/abc", "id"),
+        ("/api/users/-1/features", "id"),
+    ] {
+        let (status, body) = get(base, path);
+        assert_eq!(status, 400, "{path}");
+        assert_eq!(body["error"]["parameter"], parameter, "{path}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(parameter), "{path}: {body}");
+    }
+    for path in ["/api/movies/99999999", "/api/users/999999/features", "/api/nothing"] {
+        let (status, body) = get(base, path);
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+    // Injection probes are plain data.
+    let (status, body) = get(base, "/api/movies?q=%27%20OR%201%3D1%20--&genre=Drama%27%3B%20DROP%20TABLE%20app_movie%3B--");
+    assert_eq!(status, 200);
+    assert_eq!(body["total"], 0);
+    assert_eq!(get(base, "/api/stats").1["movies"], 9742);
+}
+
+#[test]
+fn health_is_503_naming_an_unreachable_database() {
+    let server_url = std::env::var("MOVIEREC_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("MOVIEREC_TEST_POSTGRES_URL is not set: run the suite with `bash scripts/test.sh`")
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let name = format!("movierec_health_{}", std::process::id());
+    let (base_url, _) = server_url.rsplit_once('/').unwrap();
+    let db_url = format!("{base_url}/{name}");
+    let admin = |sql: String| {
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&server_url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+        })
+    };
+    admin(format!("CREATE DATABASE {name}"));
+    let work = workdir();
+    let server = start(work.path(), &["serve"], &[("MOVIEREC_SERVING__DATABASE_URL", db_url)]);
+    assert_eq!(get(&server.base, "/health").0, 200);
+    admin(format!("DROP DATABASE {name} WITH (FORCE)"));
+    let (status, body) = get(&server.base, "/health");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unhealthy");
+    let failure = body["failures"][0].as_str().unwrap();
+    assert!(failure.starts_with("serving database"), "{failure}");
+    assert!(failure.contains(&name), "{failure}");
+    assert!(!failure.contains("postgres:postgres@") || failure.contains("***"), "password hidden: {failure}");
+}
+
+#[test]
+fn up_starts_on_sample_data_and_stops_cleanly() {
+    let work = workdir();
+    let mut server = start(work.path(), &["up"], &[]);
+    let (status, health) = get(&server.base, "/health");
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "healthy");
+    let (_, top) = get(&server.base, "/api/recommendations/top");
+    assert!(top["total"].as_u64().unwrap() > 0, "the sample data produced a top list");
+    assert!(work.path().join("data/movierec.db").exists());
+    assert!(work.path().join("data/sample/ratings.csv").exists());
+    // SIGTERM stops it cleanly with exit code 0.
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop within 20 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A second start reuses the data.
+    let server = start(work.path(), &["up"], &[]);
+    assert_eq!(get(&server.base, "/api/stats").1["last_batch"]["status"], "succeeded");
+}

@@ -1,0 +1,130 @@
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The MovieLens copies the tests read (never committed): MOVIEREC_MOVIELENS_DIR,
+/// by default `../shared/data/movielens` beside the repository.
+pub fn movielens(name: &str) -> PathBuf {
+    let root = std::env::var_os("MOVIEREC_MOVIELENS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/movielens"));
+    let dir = root.join(name);
+    assert!(
+        dir.is_dir(),
+        "MovieLens {name} not found at {}: set MOVIEREC_MOVIELENS_DIR to a folder holding ml-latest-small and \
+         ml-100k (`movierec data download ml-latest-small --dir DIR` fetches them)",
+        dir.display()
+    );
+    dir
+}
+
+/// A `movierec` command run in `dir`, with no MOVIEREC_* variables leaking in.
+pub fn movierec(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_movierec"));
+    command.current_dir(dir);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("MOVIEREC_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("MOVIEREC_LOG", "warn");
+    command
+}
+
+pub fn run_ok(command: &mut Command) -> Output {
+    let output = command.output().expect("run movierec");
+    assert!(
+        output.status.success(),
+        "{command:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An independent Bayesian top-N, written the plain way: latest rating per
+/// (user, movie), per-movie mean R and count v, C = mean of R over movies in
+/// id order, score = v/(v+m)·R + m/(v+m)·C, v ≥ m, score desc then id asc.
+pub fn reference_top(ratings: &[(u64, u64, f64, i64)], m: u64, n: usize) -> Vec<(u64, f64)> {
+    use std::collections::{BTreeMap, HashMap};
+    let mut latest: HashMap<(u64, u64), (i64, usize, f64)> = HashMap::new();
+    for (line, &(user, movie, rating, ts)) in ratings.iter().enumerate() {
+        let entry = latest.entry((user, movie)).or_insert((ts, line, rating));
+        if (ts, line) >= (entry.0, entry.1) {
+            *entry = (ts, line, rating);
+        }
+    }
+    let mut per_movie: BTreeMap<u64, (f64, u64)> = BTreeMap::new();
+    for (&(_, movie), &(_, _, rating)) in &latest {
+        let e = per_movie.entry(movie).or_insert((0.0, 0));
+        e.0 += rating;
+        e.1 += 1;
+    }
+    let means: Vec<(u64, f64, u64)> = per_movie.iter().map(|(&id, &(sum, v))| (id, sum / v as f64, v)).collect();
+    let c = means.iter().map(|(_, r, _)| r).sum::<f64>() / means.len() as f64;
+    let mf = m as f64;
+    let mut scored: Vec<(u64, f64)> = means
+        .iter()
+        .filter(|(_, _, v)| *v >= m)
+        .map(|&(id, r, v)| {
+            let v = v as f64;
+            (id, (v / (v + mf)) * r + (mf / (v + mf)) * c)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
+    scored.truncate(n);
+    scored
+}
+
+/// Ratings of a MovieLens folder, read the plain way (ratings.csv or u.data).
+pub fn read_ratings(dir: &Path) -> Vec<(u64, u64, f64, i64)> {
+    let (file, sep, skip) = if dir.join("ratings.csv").exists() {
+        (dir.join("ratings.csv"), ',', 1)
+    } else {
+        (dir.join("u.data"), '\t', 0)
+    };
+    std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .skip(skip)
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let f: Vec<&str> = line.split(sep).collect();
+            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap(), f[3].parse().unwrap())
+        })
+        .collect()
+}
+
+/// The published list, read straight from the serving SQLite file.
+pub fn published_top(db: &Path) -> Vec<(u64, f64)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        use sqlx::{Connection, Row};
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        sqlx::query("SELECT movie_id_ref, recommendation_score FROM app_recommendationdata ORDER BY list_position")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<i64, _>(0) as u64, r.get::<f64, _>(1)))
+            .collect()
+    })
+}
+
+pub fn assert_same_top(got: &[(u64, f64)], expected: &[(u64, f64)]) {
+    assert_eq!(got.len(), expected.len(), "list length");
+    for (rank, (g, e)) in got.iter().zip(expected).enumerate() {
+        assert_eq!(g.0, e.0, "movie at rank {}", rank + 1);
+        assert!((g.1 - e.1).abs() <= 1e-9, "score at rank {}: {} vs {}", rank + 1, g.1, e.1);
+    }
+}
+
+/// A temporary working folder with a config pointing into it.
+pub fn workdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}

@@ -1,0 +1,35 @@
+//! MovieLens datasets: download them from GroupLens, read every layout
+//! GroupLens has published, and generate synthetic data in the same format.
+
+pub mod download;
+pub mod movielens;
+pub mod synth;
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{dir} is not a MovieLens folder: expected ratings.csv and movies.csv (ml-latest-small, ml-25m, ml-32m), \
+         ratings.dat and movies.dat (ml-1m, ml-10m) or u.data and u.item (ml-100k)"
+    )]
+    UnknownLayout { dir: PathBuf },
+    #[error("{0}")]
+    Malformed(movielens::Malformed),
+    #[error("{0}")]
+    Download(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
+    move |source| DatasetError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
