@@ -78,7 +78,8 @@ impl MovieTable {
 
     pub(crate) fn merge(&mut self, other: MovieTable) {
         if other.dense.len() > self.dense.len() {
-            self.dense.resize(other.dense.len(), FeatureAccumulator::default());
+            self.dense
+                .resize(other.dense.len(), FeatureAccumulator::default());
         }
         for (mine, theirs) in self.dense.iter_mut().zip(&other.dense) {
             mine.merge(theirs);

@@ -1,8 +1,8 @@
 //! MovieLens-format `ratings.csv` (`userId,movieId,rating,timestamp`) read in
 //! parallel chunks straight from a memory map.
 
-use crate::aggregate::{Aggregates, GroupedAggregator, RatingRecord, aggregate_records};
 use crate::BatchError;
+use crate::aggregate::{Aggregates, GroupedAggregator, RatingRecord, aggregate_records};
 use memmap2::Mmap;
 use movierec_core::{EventTime, Rating};
 use rayon::prelude::*;
@@ -116,21 +116,27 @@ fn aggregate_chunk(
     let mut in_first_run = true;
     let mut middle = GroupedAggregator::new();
     let mut reported = start;
-    for_each_record(data, start, end, |record| {
-        if in_first_run {
-            if first_run.first().is_none_or(|r| r.user == record.user) {
-                first_run.push(record);
-                return;
+    for_each_record(
+        data,
+        start,
+        end,
+        |record| {
+            if in_first_run {
+                if first_run.first().is_none_or(|r| r.user == record.user) {
+                    first_run.push(record);
+                    return;
+                }
+                in_first_run = false;
             }
-            in_first_run = false;
-        }
-        middle.push(record);
-    }, |offset| {
-        if offset - reported >= PROGRESS_BYTES {
-            on_progress((offset - reported) as u64);
-            reported = offset;
-        }
-    })?;
+            middle.push(record);
+        },
+        |offset| {
+            if offset - reported >= PROGRESS_BYTES {
+                on_progress((offset - reported) as u64);
+                reported = offset;
+            }
+        },
+    )?;
     on_progress((end - reported) as u64);
     let last_run = middle.take_run();
     Ok(ChunkResult {
@@ -155,8 +161,8 @@ fn for_each_record(
 ) -> Result<(), ParseFailure> {
     let mut line_start = start;
     while line_start < end {
-        let line_end = memchr::memchr(b'\n', &data[line_start..end])
-            .map_or(end, |i| line_start + i);
+        let line_end =
+            memchr::memchr(b'\n', &data[line_start..end]).map_or(end, |i| line_start + i);
         let mut line = &data[line_start..line_end];
         if let [rest @ .., b'\r'] = line {
             line = rest;
@@ -201,9 +207,9 @@ fn split_at_lines(data: &[u8], start: usize, parts: usize) -> Vec<(usize, usize)
 fn parse_line(line: &[u8], seq: u64) -> Result<RatingRecord, String> {
     let mut fields = line.split(|&b| b == b',');
     let mut next = |name: &str| {
-        fields
-            .next()
-            .ok_or_else(|| format!("expected 4 fields userId,movieId,rating,timestamp; `{name}` is missing"))
+        fields.next().ok_or_else(|| {
+            format!("expected 4 fields userId,movieId,rating,timestamp; `{name}` is missing")
+        })
     };
     let user = parse_id(next("userId")?, "userId")?;
     let movie = parse_id(next("movieId")?, "movieId")?;
@@ -296,24 +302,45 @@ mod tests {
     #[test]
     fn parses_movielens_lines() {
         let r = parse_line(b"1,31,2.5,1260759144", 7).unwrap();
-        assert_eq!((r.user, r.movie, r.half_stars, r.ts_ms, r.seq), (1, 31, 5, 1_260_759_144_000, 7));
+        assert_eq!(
+            (r.user, r.movie, r.half_stars, r.ts_ms, r.seq),
+            (1, 31, 5, 1_260_759_144_000, 7)
+        );
         assert_eq!(parse_line(b"1,31,4,1", 0).unwrap().half_stars, 8);
         assert_eq!(parse_line(b"1,31,4.50,1", 0).unwrap().half_stars, 9);
         assert_eq!(
-            parse_line(b"1,31,4.0,2025-03-15T10:30:00Z", 0).unwrap().ts_ms,
+            parse_line(b"1,31,4.0,2025-03-15T10:30:00Z", 0)
+                .unwrap()
+                .ts_ms,
             EventTime::parse("2025-03-15T10:30:00").unwrap().millis()
         );
     }
 
     #[test]
     fn names_what_is_wrong() {
-        assert!(parse_line(b"1,31,4.2,1", 0).unwrap_err().contains("multiple of 0.5"));
-        assert!(parse_line(b"1,31,0,1", 0).unwrap_err().contains("out of range"));
+        assert!(
+            parse_line(b"1,31,4.2,1", 0)
+                .unwrap_err()
+                .contains("multiple of 0.5")
+        );
+        assert!(
+            parse_line(b"1,31,0,1", 0)
+                .unwrap_err()
+                .contains("out of range")
+        );
         assert!(parse_line(b"0,31,4,1", 0).unwrap_err().contains("userId"));
         assert!(parse_line(b"1,x,4,1", 0).unwrap_err().contains("movieId"));
         assert!(parse_line(b"1,31,4", 0).unwrap_err().contains("timestamp"));
-        assert!(parse_line(b"1,31,4,1,9", 0).unwrap_err().contains("found more"));
-        assert!(parse_line(b"1,31,4,later", 0).unwrap_err().contains("ISO-8601"));
+        assert!(
+            parse_line(b"1,31,4,1,9", 0)
+                .unwrap_err()
+                .contains("found more")
+        );
+        assert!(
+            parse_line(b"1,31,4,later", 0)
+                .unwrap_err()
+                .contains("ISO-8601")
+        );
     }
 
     #[test]

@@ -8,7 +8,11 @@ use std::path::Path;
 
 /// Writes `top-movies.csv`, `movie-features.csv` and `user-features.csv` into
 /// `dir`. Floats are printed in shortest round-trip form, so nothing is lost.
-pub fn write_csv_outputs(dir: &Path, aggregates: &Aggregates, top: &TopN) -> Result<(), BatchError> {
+pub fn write_csv_outputs(
+    dir: &Path,
+    aggregates: &Aggregates,
+    top: &TopN,
+) -> Result<(), BatchError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BatchError::Io { path, source }
@@ -34,12 +38,20 @@ pub fn write_csv_outputs(dir: &Path, aggregates: &Aggregates, top: &TopN) -> Res
     })();
     result.map_err(io(&path))?;
 
-    write_features(&dir.join("movie-features.csv"), "movie_id", &aggregates.movies)?;
+    write_features(
+        &dir.join("movie-features.csv"),
+        "movie_id",
+        &aggregates.movies,
+    )?;
     write_features(&dir.join("user-features.csv"), "user_id", &aggregates.users)?;
     Ok(())
 }
 
-fn write_features(path: &Path, key: &str, rows: &[(u64, FeatureAccumulator)]) -> Result<(), BatchError> {
+fn write_features(
+    path: &Path,
+    key: &str,
+    rows: &[(u64, FeatureAccumulator)],
+) -> Result<(), BatchError> {
     let io = |source| BatchError::Io {
         path: path.to_path_buf(),
         source,
@@ -49,7 +61,11 @@ fn write_features(path: &Path, key: &str, rows: &[(u64, FeatureAccumulator)]) ->
         writeln!(out, "{key},avg_rating,rating_count,std_dev,last_update")?;
         for (id, acc) in rows {
             let f = acc.features();
-            writeln!(out, "{id},{},{},{},{}", f.avg_rating, f.rating_count, f.std_dev, f.last_update)?;
+            writeln!(
+                out,
+                "{id},{},{},{},{}",
+                f.avg_rating, f.rating_count, f.std_dev, f.last_update
+            )?;
         }
         out.flush()
     })();

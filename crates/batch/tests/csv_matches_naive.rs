@@ -9,7 +9,10 @@ use std::io::Write;
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % bound
     }
 }
@@ -84,12 +87,18 @@ fn check(grouped: bool, header: bool) {
         .map(|(id, a)| (*id, (a.count, a.sum_half, a.last_update_ms)))
         .collect();
     assert_eq!(got_users, users);
-    let got_movies: BTreeMap<u64, (u64, u64)> =
-        agg.movies.iter().map(|(id, a)| (*id, (a.count, a.sum_half))).collect();
+    let got_movies: BTreeMap<u64, (u64, u64)> = agg
+        .movies
+        .iter()
+        .map(|(id, a)| (*id, (a.count, a.sum_half)))
+        .collect();
     assert_eq!(got_movies, movies);
     let size = std::fs::metadata(file.path()).unwrap().len();
     let header_len = if header { 33 } else { 0 };
-    assert!(total.into_inner() >= size - header_len, "progress covers the body");
+    assert!(
+        total.into_inner() >= size - header_len,
+        "progress covers the body"
+    );
 }
 
 #[test]
@@ -110,7 +119,14 @@ fn ungrouped_file_falls_back_to_sorting() {
 #[test]
 fn malformed_line_is_reported_with_its_number() {
     let mut file = tempfile::NamedTempFile::new().unwrap();
-    write!(file, "userId,movieId,rating,timestamp\n1,2,4.0,1\n1,3,9.0,1\n").unwrap();
+    write!(
+        file,
+        "userId,movieId,rating,timestamp\n1,2,4.0,1\n1,3,9.0,1\n"
+    )
+    .unwrap();
     let error = aggregate_csv(file.path(), &|_| {}).unwrap_err().to_string();
-    assert!(error.ends_with(":3: rating 9 is out of range: expected 0.5 to 5.0"), "{error}");
+    assert!(
+        error.ends_with(":3: rating 9 is out of range: expected 0.5 to 5.0"),
+        "{error}"
+    );
 }

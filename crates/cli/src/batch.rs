@@ -15,7 +15,11 @@ fn now() -> String {
 /// The embedded batch over the rating store: features and top-N, published
 /// to the serving database in one transaction, and recorded as a run
 /// whether it succeeds or fails.
-pub async fn run_embedded(config: &Config, store: &dyn RatingStore, serving: &ServingDb) -> Result<BatchRun> {
+pub async fn run_embedded(
+    config: &Config,
+    store: &dyn RatingStore,
+    serving: &ServingDb,
+) -> Result<BatchRun> {
     let started_at = now();
     let clock = Instant::now();
     let mut run = BatchRun {
@@ -91,7 +95,10 @@ async fn compute_and_publish(
         })
         .collect();
     if !unknown.is_empty() {
-        tracing::warn!("{} rated movies are missing from the catalogue", unknown.len());
+        tracing::warn!(
+            "{} rated movies are missing from the catalogue",
+            unknown.len()
+        );
     }
     movies.extend(unknown);
 
@@ -117,7 +124,13 @@ async fn compute_and_publish(
 pub fn print_run(run: &BatchRun) {
     println!(
         "batch {}: {} ratings, {} users, {} movies, top {} published (C = {:.4}) in {} ms",
-        run.status, run.ratings, run.users, run.movies, run.ranked, run.global_mean, run.duration_ms
+        run.status,
+        run.ratings,
+        run.users,
+        run.movies,
+        run.ranked,
+        run.global_mean,
+        run.duration_ms
     );
 }
 

@@ -31,7 +31,11 @@ impl ImportSummary {
 
 /// Imports a MovieLens folder: movies, then ratings (latest wins), then the
 /// real-time feature tables. Re-running it changes nothing.
-pub async fn import_movielens(store: &dyn RatingStore, dir: &Path, strict: bool) -> Result<ImportSummary> {
+pub async fn import_movielens(
+    store: &dyn RatingStore,
+    dir: &Path,
+    strict: bool,
+) -> Result<ImportSummary> {
     let started = std::time::Instant::now();
     let layout = movielens::detect_layout(dir)?;
     let mut movies = Vec::new();
@@ -63,7 +67,8 @@ pub async fn import_movielens(store: &dyn RatingStore, dir: &Path, strict: bool)
                 });
                 if batch.len() == BATCH {
                     // The receiver only goes away on a write error, reported below.
-                    let _ = sender.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                    let _ = sender
+                        .blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
                 }
             },
         );
@@ -73,7 +78,10 @@ pub async fn import_movielens(store: &dyn RatingStore, dir: &Path, strict: bool)
         report
     });
     while let Some(batch) = receiver.recv().await {
-        store.upsert_ratings(&batch).await.context("cannot store ratings")?;
+        store
+            .upsert_ratings(&batch)
+            .await
+            .context("cannot store ratings")?;
     }
     let report = reader.await??;
     bar.finish_and_clear();

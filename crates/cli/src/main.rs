@@ -71,7 +71,10 @@ async fn run(cli: Cli) -> Result<()> {
             let loaded = load_config(&cli)?;
             match &loaded.file {
                 Some(path) => println!("# configuration from {}", path.display()),
-                None => println!("# built-in defaults (no {} found)", movierec_config::DEFAULT_PATH),
+                None => println!(
+                    "# built-in defaults (no {} found)",
+                    movierec_config::DEFAULT_PATH
+                ),
             }
             for (key, var) in &loaded.overrides {
                 println!("# {key} set by {var}");
@@ -88,7 +91,9 @@ async fn run(cli: Cli) -> Result<()> {
                 force,
             } => {
                 let config = load_config(&cli)?.config;
-                let dest = dir.clone().unwrap_or_else(|| config.data.dir.join("movielens"));
+                let dest = dir
+                    .clone()
+                    .unwrap_or_else(|| config.data.dir.join("movielens"));
                 let options = movierec_datasets::download::DownloadOptions {
                     url: url.clone(),
                     md5: md5.clone(),
@@ -149,7 +154,8 @@ async fn run(cli: Cli) -> Result<()> {
                 let config = load_config(&cli)?.config;
                 require_sqlite(&config, "batch run")?;
                 let store = movierec_store::SqliteRatingStore::open(&config.sqlite.path).await?;
-                let serving = movierec_store::ServingDb::connect(&config.serving.database_url).await?;
+                let serving =
+                    movierec_store::ServingDb::connect(&config.serving.database_url).await?;
                 let run = batch::run_embedded(&config, &store, &serving).await?;
                 batch::print_run(&run);
                 Ok(())
@@ -170,7 +176,8 @@ async fn run(cli: Cli) -> Result<()> {
             }
             BatchCommand::Runs { limit } => {
                 let config = load_config(&cli)?.config;
-                let serving = movierec_store::ServingDb::connect(&config.serving.database_url).await?;
+                let serving =
+                    movierec_store::ServingDb::connect(&config.serving.database_url).await?;
                 batch::print_runs(&serving, *limit).await
             }
         },

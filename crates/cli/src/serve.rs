@@ -21,7 +21,9 @@ impl StorageProbe for SqliteProbe {
     async fn check(&self) -> Result<Value, (Value, String)> {
         let path = self.store.path().display().to_string();
         match self.store.rating_count().await {
-            Ok(ratings) => Ok(json!({"mode": "sqlite", "sqlite_path": path, "status": "ok", "ratings": ratings})),
+            Ok(ratings) => Ok(
+                json!({"mode": "sqlite", "sqlite_path": path, "status": "ok", "ratings": ratings}),
+            ),
             Err(error) => Err((
                 json!({"mode": "sqlite", "sqlite_path": path, "status": "unreachable", "error": error.to_string()}),
                 format!("sqlite store {path}: {error}"),
@@ -56,11 +58,17 @@ async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingD
     let address = format!("{}:{}", config.serving.host, config.serving.port);
     let listener = tokio::net::TcpListener::bind(&address)
         .await
-        .with_context(|| format!("cannot listen on {address} (is another server using the port? set serving.port)"))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {address} (is another server using the port? set serving.port)"
+            )
+        })?;
     let state = AppState {
         serving_url: serving.display_url(),
         serving: Arc::new(serving.clone()),
-        storage: Arc::new(SqliteProbe { store: store.clone() }),
+        storage: Arc::new(SqliteProbe {
+            store: store.clone(),
+        }),
     };
     tracing::info!("serving on http://{address} (try /health, /api/recommendations/top)");
     movierec_server::serve(listener, state, shutdown_signal()).await?;
@@ -82,11 +90,16 @@ pub async fn up(config: &Config, movielens: Option<&Path>) -> Result<()> {
     let serving = ServingDb::connect(&config.serving.database_url).await?;
     if let Some(dir) = movielens {
         tracing::info!("importing MovieLens from {}", dir.display());
-        crate::import::import_movielens(&store, dir, false).await?.print();
+        crate::import::import_movielens(&store, dir, false)
+            .await?
+            .print();
     } else if store.rating_count().await? == 0 {
         let sample = config.data.dir.join("sample");
         if !sample.join("ratings.csv").exists() {
-            tracing::info!("first start: generating synthetic sample data in {}", sample.display());
+            tracing::info!(
+                "first start: generating synthetic sample data in {}",
+                sample.display()
+            );
             let params = movierec_datasets::synth::SynthParams {
                 ratings: config.data.sample_ratings,
                 users: config.data.sample_users,
@@ -94,9 +107,14 @@ pub async fn up(config: &Config, movielens: Option<&Path>) -> Result<()> {
                 seed: config.data.sample_seed,
             };
             let out = sample.clone();
-            tokio::task::spawn_blocking(move || movierec_datasets::synth::generate(&params, &out, true)).await??;
+            tokio::task::spawn_blocking(move || {
+                movierec_datasets::synth::generate(&params, &out, true)
+            })
+            .await??;
         }
-        crate::import::import_movielens(&store, &sample, false).await?.print();
+        crate::import::import_movielens(&store, &sample, false)
+            .await?
+            .print();
     }
     let run = crate::batch::run_embedded(config, &store, &serving).await?;
     crate::batch::print_run(&run);

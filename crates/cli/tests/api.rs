@@ -46,7 +46,10 @@ fn start(work: &std::path::Path, args: &[&str], envs: &[(&str, String)]) -> Serv
 }
 
 fn get(base: &str, path: &str) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let mut response = agent.get(format!("{base}{path}")).call().unwrap();
     let status = response.status().as_u16();
     let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
@@ -55,7 +58,11 @@ fn get(base: &str, path: &str) -> (u16, Value) {
 
 fn prepared() -> tempfile::TempDir {
     let work = workdir();
-    run_ok(movierec(work.path()).args(["import", "movielens"]).arg(movielens("ml-latest-small")));
+    run_ok(
+        movierec(work.path())
+            .args(["import", "movielens"])
+            .arg(movielens("ml-latest-small")),
+    );
     run_ok(movierec(work.path()).args(["batch", "run"]));
     work
 }
@@ -77,19 +84,36 @@ fn endpoints_answer_and_validate() {
     assert_eq!(status, 200);
     assert_eq!(top["items"].as_array().unwrap().len(), 5);
     assert_eq!(top["items"][0]["rank"], 1);
-    assert_eq!(top["items"][0]["movie_id"], 318, "Shawshank leads ml-latest-small");
+    assert_eq!(
+        top["items"][0]["movie_id"], 318,
+        "Shawshank leads ml-latest-small"
+    );
     assert!(top["total"].as_u64().unwrap() > 400);
 
-    let (_, drama) = get(base, "/api/recommendations/top?genre=Drama&year_from=1990&year_to=1999&page=2&page_size=3");
+    let (_, drama) = get(
+        base,
+        "/api/recommendations/top?genre=Drama&year_from=1990&year_to=1999&page=2&page_size=3",
+    );
     for item in drama["items"].as_array().unwrap() {
-        assert!(item["genres"].as_array().unwrap().iter().any(|g| g == "Drama"));
+        assert!(
+            item["genres"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g == "Drama")
+        );
         let year = item["year"].as_i64().unwrap();
         assert!((1990..=1999).contains(&year));
     }
     assert_eq!(drama["page"], 2);
 
     let (_, search) = get(base, "/api/movies?q=toy%20story&sort=year");
-    let titles: Vec<&str> = search["items"].as_array().unwrap().iter().map(|m| m["title"].as_str().unwrap()).collect();
+    let titles: Vec<&str> = search["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["title"].as_str().unwrap())
+        .collect();
     assert_eq!(titles[0], "Toy Story (1995)");
     assert!(titles.len() >= 3);
 
@@ -127,15 +151,28 @@ fn endpoints_answer_and_validate() {
         let (status, body) = get(base, path);
         assert_eq!(status, 400, "{path}");
         assert_eq!(body["error"]["parameter"], parameter, "{path}: {body}");
-        assert!(body["error"]["message"].as_str().unwrap().contains(parameter), "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(parameter),
+            "{path}: {body}"
+        );
     }
-    for path in ["/api/movies/99999999", "/api/users/999999/features", "/api/nothing"] {
+    for path in [
+        "/api/movies/99999999",
+        "/api/users/999999/features",
+        "/api/nothing",
+    ] {
         let (status, body) = get(base, path);
         assert_eq!(status, 404, "{path}");
         assert_eq!(body["error"]["code"], "not_found");
     }
     // Injection probes are plain data.
-    let (status, body) = get(base, "/api/movies?q=%27%20OR%201%3D1%20--&genre=Drama%27%3B%20DROP%20TABLE%20app_movie%3B--");
+    let (status, body) = get(
+        base,
+        "/api/movies?q=%27%20OR%201%3D1%20--&genre=Drama%27%3B%20DROP%20TABLE%20app_movie%3B--",
+    );
     assert_eq!(status, 200);
     assert_eq!(body["total"], 0);
     assert_eq!(get(base, "/api/stats").1["movies"], 9742);
@@ -146,7 +183,10 @@ fn health_is_503_naming_an_unreachable_database() {
     let server_url = std::env::var("MOVIEREC_TEST_POSTGRES_URL").unwrap_or_else(|_| {
         panic!("MOVIEREC_TEST_POSTGRES_URL is not set: run the suite with `bash scripts/test.sh`")
     });
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let name = format!("movierec_health_{}", std::process::id());
     let (base_url, _) = server_url.rsplit_once('/').unwrap();
     let db_url = format!("{base_url}/{name}");
@@ -154,12 +194,19 @@ fn health_is_503_naming_an_unreachable_database() {
         runtime.block_on(async {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(&server_url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
         })
     };
     admin(format!("CREATE DATABASE {name}"));
     let work = workdir();
-    let server = start(work.path(), &["serve"], &[("MOVIEREC_SERVING__DATABASE_URL", db_url)]);
+    let server = start(
+        work.path(),
+        &["serve"],
+        &[("MOVIEREC_SERVING__DATABASE_URL", db_url)],
+    );
     assert_eq!(get(&server.base, "/health").0, 200);
     admin(format!("DROP DATABASE {name} WITH (FORCE)"));
     let (status, body) = get(&server.base, "/health");
@@ -168,7 +215,10 @@ fn health_is_503_naming_an_unreachable_database() {
     let failure = body["failures"][0].as_str().unwrap();
     assert!(failure.starts_with("serving database"), "{failure}");
     assert!(failure.contains(&name), "{failure}");
-    assert!(!failure.contains("postgres:postgres@") || failure.contains("***"), "password hidden: {failure}");
+    assert!(
+        !failure.contains("postgres:postgres@") || failure.contains("***"),
+        "password hidden: {failure}"
+    );
 }
 
 #[test]
@@ -179,22 +229,37 @@ fn up_starts_on_sample_data_and_stops_cleanly() {
     assert_eq!(status, 200);
     assert_eq!(health["status"], "healthy");
     let (_, top) = get(&server.base, "/api/recommendations/top");
-    assert!(top["total"].as_u64().unwrap() > 0, "the sample data produced a top list");
+    assert!(
+        top["total"].as_u64().unwrap() > 0,
+        "the sample data produced a top list"
+    );
     assert!(work.path().join("data/movierec.db").exists());
     assert!(work.path().join("data/sample/ratings.csv").exists());
     // SIGTERM stops it cleanly with exit code 0.
     let pid = server.child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = server.child.try_wait().unwrap() {
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(Instant::now() < deadline, "did not stop within 20 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "did not stop within 20 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // A second start reuses the data.
     let server = start(work.path(), &["up"], &[]);
-    assert_eq!(get(&server.base, "/api/stats").1["last_batch"]["status"], "succeeded");
+    assert_eq!(
+        get(&server.base, "/api/stats").1["last_batch"]["status"],
+        "succeeded"
+    );
 }

@@ -12,10 +12,17 @@ fn stderr_of(command: &mut std::process::Command) -> String {
 #[test]
 fn config_check_prints_the_effective_configuration() {
     let work = workdir();
-    let output = run_ok(movierec(work.path()).args(["config", "check"]).env("MOVIEREC_AWS__S3__BUCKET", "my-bucket"));
+    let output = run_ok(
+        movierec(work.path())
+            .args(["config", "check"])
+            .env("MOVIEREC_AWS__S3__BUCKET", "my-bucket"),
+    );
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("built-in defaults"), "{text}");
-    assert!(text.contains("aws.s3.bucket set by MOVIEREC_AWS__S3__BUCKET"), "{text}");
+    assert!(
+        text.contains("aws.s3.bucket set by MOVIEREC_AWS__S3__BUCKET"),
+        "{text}"
+    );
     assert!(text.contains("bucket: my-bucket"), "{text}");
     assert!(text.contains("port: 8082"), "{text}");
 }
@@ -25,14 +32,28 @@ fn config_errors_name_file_key_and_form() {
     let work = workdir();
     std::fs::write(work.path().join("bad.yaml"), "serving:\n  port: eighty\n").unwrap();
     let error = stderr_of(movierec(work.path()).args(["--config", "bad.yaml", "config", "check"]));
-    assert!(error.contains("bad.yaml: key `serving.port`") && error.contains("port number"), "{error}");
+    assert!(
+        error.contains("bad.yaml: key `serving.port`") && error.contains("port number"),
+        "{error}"
+    );
     std::fs::write(work.path().join("typo.yaml"), "batch:\n  topn: 5\n").unwrap();
     let error = stderr_of(movierec(work.path()).args(["--config", "typo.yaml", "config", "check"]));
-    assert!(error.contains("key `batch.topn`") && error.contains("top_n"), "{error}");
-    let error = stderr_of(movierec(work.path()).args(["--config", "missing.yaml", "config", "check"]));
+    assert!(
+        error.contains("key `batch.topn`") && error.contains("top_n"),
+        "{error}"
+    );
+    let error =
+        stderr_of(movierec(work.path()).args(["--config", "missing.yaml", "config", "check"]));
     assert!(error.contains("missing.yaml"), "{error}");
-    let error = stderr_of(movierec(work.path()).args(["config", "check"]).env("MOVIEREC_STORAGE_MODE", "cloud"));
-    assert!(error.contains("MOVIEREC_STORAGE_MODE") && error.contains("sqlite"), "{error}");
+    let error = stderr_of(
+        movierec(work.path())
+            .args(["config", "check"])
+            .env("MOVIEREC_STORAGE_MODE", "cloud"),
+    );
+    assert!(
+        error.contains("MOVIEREC_STORAGE_MODE") && error.contains("sqlite"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -57,17 +78,32 @@ fn import_is_idempotent_and_reports_malformed_lines() {
     assert!(text.contains("ratings.csv:3"), "{text}");
     assert!(text.contains("ratings.csv:6"), "{text}");
     let second = run_ok(movierec(work.path()).args(["import", "movielens", "ml"]));
-    assert!(String::from_utf8(second.stdout).unwrap().contains("holds 2 ratings"));
+    assert!(
+        String::from_utf8(second.stdout)
+            .unwrap()
+            .contains("holds 2 ratings")
+    );
     let error = stderr_of(movierec(work.path()).args(["import", "movielens", "ml", "--strict"]));
     assert!(error.contains("ratings.csv:3"), "{error}");
     run_ok(movierec(work.path()).args(["batch", "run"]));
     let runs = run_ok(movierec(work.path()).args(["batch", "runs"]));
-    assert!(String::from_utf8(runs.stdout).unwrap().contains("succeeded"));
+    assert!(
+        String::from_utf8(runs.stdout)
+            .unwrap()
+            .contains("succeeded")
+    );
 }
 
 #[test]
 fn aws_mode_says_it_is_not_available_yet() {
     let work = workdir();
-    let error = stderr_of(movierec(work.path()).args(["batch", "run"]).env("MOVIEREC_STORAGE_MODE", "aws"));
-    assert!(error.contains("storage_mode \"aws\" is not available yet"), "{error}");
+    let error = stderr_of(
+        movierec(work.path())
+            .args(["batch", "run"])
+            .env("MOVIEREC_STORAGE_MODE", "aws"),
+    );
+    assert!(
+        error.contains("storage_mode \"aws\" is not available yet"),
+        "{error}"
+    );
 }

@@ -16,8 +16,15 @@ fn ml_latest_small_top_1000() {
     let work = workdir();
     import_and_batch(work.path(), &data);
     let expected = reference_top(&read_ratings(&data), 50, 1000);
-    assert!(expected.len() > 400, "ml-latest-small has {} movies with 50+ ratings", expected.len());
-    assert_same_top(&published_top(&work.path().join("data/movierec.db")), &expected);
+    assert!(
+        expected.len() > 400,
+        "ml-latest-small has {} movies with 50+ ratings",
+        expected.len()
+    );
+    assert_same_top(
+        &published_top(&work.path().join("data/movierec.db")),
+        &expected,
+    );
 }
 
 #[test]
@@ -27,7 +34,10 @@ fn ml_100k_top_1000() {
     import_and_batch(work.path(), &data);
     let expected = reference_top(&read_ratings(&data), 50, 1000);
     assert!(expected.len() > 500);
-    assert_same_top(&published_top(&work.path().join("data/movierec.db")), &expected);
+    assert_same_top(
+        &published_top(&work.path().join("data/movierec.db")),
+        &expected,
+    );
 }
 
 #[test]
@@ -44,7 +54,12 @@ fn synthetic_ties_and_rerating() {
     writeln!(ratings, "userId,movieId,rating,timestamp").unwrap();
     let mut lines = Vec::new();
     for movie in (1..=30u64).rev() {
-        writeln!(movies, "{movie},\"Tie {movie}, The ({})\",Drama", 1990 + movie).unwrap();
+        writeln!(
+            movies,
+            "{movie},\"Tie {movie}, The ({})\",Drama",
+            1990 + movie
+        )
+        .unwrap();
         let group = movie % 3;
         let count = if movie > 27 { 3 } else { 6 };
         for user in 1..=count {
@@ -60,7 +75,11 @@ fn synthetic_ties_and_rerating() {
         writeln!(ratings, "{user},{movie},{rating:.1},{ts}").unwrap();
     }
     drop((movies, ratings));
-    std::fs::write(work.path().join("config.yaml"), "batch: { min_ratings: 5, top_n: 20 }\n").unwrap();
+    std::fs::write(
+        work.path().join("config.yaml"),
+        "batch: { min_ratings: 5, top_n: 20 }\n",
+    )
+    .unwrap();
     run_ok(movierec(work.path()).args(["--config", "config.yaml", "import", "movielens", "ties"]));
     run_ok(movierec(work.path()).args(["--config", "config.yaml", "batch", "run"]));
     let expected = reference_top(&lines, 5, 20);
@@ -68,15 +87,26 @@ fn synthetic_ties_and_rerating() {
     assert_same_top(&got, &expected);
     assert_eq!(got.len(), 20);
     // Ties really are there, and go by ascending id.
-    let tied: Vec<u64> = got.iter().filter(|(_, s)| *s == got[0].1).map(|(id, _)| *id).collect();
-    assert!(tied.len() > 3 && tied.windows(2).all(|w| w[0] < w[1]), "{tied:?}");
+    let tied: Vec<u64> = got
+        .iter()
+        .filter(|(_, s)| *s == got[0].1)
+        .map(|(id, _)| *id)
+        .collect();
+    assert!(
+        tied.len() > 3 && tied.windows(2).all(|w| w[0] < w[1]),
+        "{tied:?}"
+    );
 }
 
 #[test]
 fn batch_csv_matches_the_published_list() {
     let data = movielens("ml-latest-small");
     let work = workdir();
-    run_ok(movierec(work.path()).args(["batch", "csv", "--out", "out", "--ratings"]).arg(data.join("ratings.csv")));
+    run_ok(
+        movierec(work.path())
+            .args(["batch", "csv", "--out", "out", "--ratings"])
+            .arg(data.join("ratings.csv")),
+    );
     let text = std::fs::read_to_string(work.path().join("out/top-movies.csv")).unwrap();
     let got: Vec<(u64, f64)> = text
         .lines()
@@ -88,6 +118,18 @@ fn batch_csv_matches_the_published_list() {
         .collect();
     assert_same_top(&got, &reference_top(&read_ratings(&data), 50, 1000));
     let users = std::fs::read_to_string(work.path().join("out/user-features.csv")).unwrap();
-    assert_eq!(users.lines().count(), 610 + 1, "ml-latest-small has 610 users");
-    assert!(users.lines().nth(1).unwrap().starts_with("1,4.366379310344827,232,"), "{}", users.lines().nth(1).unwrap());
+    assert_eq!(
+        users.lines().count(),
+        610 + 1,
+        "ml-latest-small has 610 users"
+    );
+    assert!(
+        users
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("1,4.366379310344827,232,"),
+        "{}",
+        users.lines().nth(1).unwrap()
+    );
 }

@@ -318,7 +318,11 @@ impl Config {
     }
 
     /// Checks the values serde cannot: forms of URLs, ranges, required names.
-    fn validate(&self, origin: &str, overrides: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    fn validate(
+        &self,
+        origin: &str,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<(), ConfigError> {
         let fail = |key: &str, message: String| {
             let origin = overrides
                 .get(key)
@@ -331,9 +335,15 @@ impl Config {
             })
         };
         let url = &self.serving.database_url;
-        if !["sqlite:", "mysql://", "mariadb://", "postgres://", "postgresql://"]
-            .iter()
-            .any(|scheme| url.starts_with(scheme))
+        if ![
+            "sqlite:",
+            "mysql://",
+            "mariadb://",
+            "postgres://",
+            "postgresql://",
+        ]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
         {
             return fail(
                 "serving.database_url",
@@ -343,13 +353,22 @@ impl Config {
             );
         }
         if self.serving.port == 0 {
-            return fail("serving.port", "expected a port number from 1 to 65535".into());
+            return fail(
+                "serving.port",
+                "expected a port number from 1 to 65535".into(),
+            );
         }
         if self.sqlite.path.as_os_str().is_empty() {
-            return fail("sqlite.path", "expected a file path, e.g. data/movierec.db".into());
+            return fail(
+                "sqlite.path",
+                "expected a file path, e.g. data/movierec.db".into(),
+            );
         }
         if self.batch.top_n == 0 {
-            return fail("batch.top_n", "expected a positive integer, e.g. 1000".into());
+            return fail(
+                "batch.top_n",
+                "expected a positive integer, e.g. 1000".into(),
+            );
         }
         if self.storage_mode == StorageMode::Aws {
             if self.aws.s3.bucket.trim().is_empty() {
@@ -359,11 +378,20 @@ impl Config {
                 );
             }
             for (key, table) in [
-                ("aws.dynamodb.user_features_table", &self.aws.dynamodb.user_features_table),
-                ("aws.dynamodb.movie_features_table", &self.aws.dynamodb.movie_features_table),
+                (
+                    "aws.dynamodb.user_features_table",
+                    &self.aws.dynamodb.user_features_table,
+                ),
+                (
+                    "aws.dynamodb.movie_features_table",
+                    &self.aws.dynamodb.movie_features_table,
+                ),
             ] {
                 if table.trim().is_empty() {
-                    return fail(key, "is required when storage_mode is \"aws\": expected a table name".into());
+                    return fail(
+                        key,
+                        "is required when storage_mode is \"aws\": expected a table name".into(),
+                    );
                 }
             }
         }
@@ -423,7 +451,8 @@ fn apply_env_overrides(
             continue; // e.g. MOVIEREC_CONFIG, MOVIEREC_LOG: not configuration keys
         }
         let key = segments.join(".");
-        if !TOP_LEVEL_KEYS.contains(&segments[0].as_str()) || segments.iter().any(String::is_empty) {
+        if !TOP_LEVEL_KEYS.contains(&segments[0].as_str()) || segments.iter().any(String::is_empty)
+        {
             return Err(ConfigError::Key {
                 origin: format!("environment variable {name}"),
                 key,

@@ -27,8 +27,14 @@ fn reads_the_spec_example() {
     let config = load(SEED_STYLE, &[]).unwrap();
     assert_eq!(config.storage_mode, StorageMode::Aws);
     assert_eq!(config.aws.region, "eu-west-1");
-    assert_eq!(config.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
-    assert_eq!(config.serving.database_url, "mysql://app:pw@db:3306/recommendation_db");
+    assert_eq!(
+        config.aws.endpoint_url.as_deref(),
+        Some("http://127.0.0.1:4566")
+    );
+    assert_eq!(
+        config.serving.database_url,
+        "mysql://app:pw@db:3306/recommendation_db"
+    );
     assert_eq!(config.batch.min_ratings, 50);
 }
 
@@ -69,29 +75,44 @@ fn environment_overrides_any_key() {
 #[test]
 fn bad_values_name_file_key_and_form() {
     let message = error("serving: { port: \"eighty\" }", &[]);
-    assert!(message.starts_with("config/config.yaml: key `serving.port`"), "{message}");
+    assert!(
+        message.starts_with("config/config.yaml: key `serving.port`"),
+        "{message}"
+    );
     assert!(message.contains("port number"), "{message}");
 
     let message = error("storage_mode: mysql", &[]);
     assert!(message.contains("key `storage_mode`"), "{message}");
-    assert!(message.contains("sqlite") && message.contains("aws"), "{message}");
+    assert!(
+        message.contains("sqlite") && message.contains("aws"),
+        "{message}"
+    );
 
     let message = error("batch: { engine: hadoop }", &[]);
-    assert!(message.contains("key `batch.engine`") && message.contains("embedded"), "{message}");
+    assert!(
+        message.contains("key `batch.engine`") && message.contains("embedded"),
+        "{message}"
+    );
 
     let message = error("serving: { database_url: \"oracle://x\" }", &[]);
     assert!(message.contains("key `serving.database_url`"), "{message}");
     assert!(message.contains("postgres://"), "{message}");
 
     let message = error("serving: { port: }", &[]);
-    assert!(message.contains("key `serving.port`") && message.contains("null"), "{message}");
+    assert!(
+        message.contains("key `serving.port`") && message.contains("null"),
+        "{message}"
+    );
 }
 
 #[test]
 fn unknown_keys_are_errors() {
     let message = error("serving: { prot: 8082 }", &[]);
     assert!(message.contains("key `serving.prot`"), "{message}");
-    assert!(message.contains("unknown field") && message.contains("port"), "{message}");
+    assert!(
+        message.contains("unknown field") && message.contains("port"),
+        "{message}"
+    );
     let message = error("sevring: {}", &[]);
     assert!(message.contains("unknown field `sevring`"), "{message}");
 }
@@ -99,27 +120,41 @@ fn unknown_keys_are_errors() {
 #[test]
 fn env_errors_name_the_variable() {
     let message = error("", &[("MOVIEREC_SERVING__PORT", "abc")]);
-    assert!(message.starts_with("environment variable MOVIEREC_SERVING__PORT: key `serving.port`"), "{message}");
+    assert!(
+        message.starts_with("environment variable MOVIEREC_SERVING__PORT: key `serving.port`"),
+        "{message}"
+    );
     let message = error("", &[("MOVIEREC_SERVNG__PORT", "1")]);
-    assert!(message.contains("MOVIEREC_SERVNG__PORT") && message.contains("unknown key"), "{message}");
+    assert!(
+        message.contains("MOVIEREC_SERVNG__PORT") && message.contains("unknown key"),
+        "{message}"
+    );
 }
 
 #[test]
 fn syntax_errors_name_the_file_and_line() {
     let message = error("serving:\n  port: [1,\n", &[]);
-    assert!(message.starts_with("config/config.yaml: not valid YAML"), "{message}");
+    assert!(
+        message.starts_with("config/config.yaml: not valid YAML"),
+        "{message}"
+    );
     assert!(message.contains("line"), "{message}");
 }
 
 #[test]
 fn aws_mode_requires_a_bucket() {
     let message = error("storage_mode: aws\naws: { s3: { bucket: \"\" } }", &[]);
-    assert!(message.contains("key `aws.s3.bucket`") && message.contains("required"), "{message}");
+    assert!(
+        message.contains("key `aws.s3.bucket`") && message.contains("required"),
+        "{message}"
+    );
 }
 
 #[test]
 fn missing_explicit_file_is_an_error() {
     let missing = Path::new("/nonexistent/movierec.yaml");
-    let message = Config::load(Some(missing), Vec::new()).unwrap_err().to_string();
+    let message = Config::load(Some(missing), Vec::new())
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("/nonexistent/movierec.yaml"), "{message}");
 }

@@ -134,7 +134,10 @@ impl RatingEvent {
     }
 }
 
-fn field<'a>(object: &'a Map<String, Value>, name: &'static str) -> Result<&'a Value, InvalidEvent> {
+fn field<'a>(
+    object: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a Value, InvalidEvent> {
     match object.get(name) {
         None | Some(Value::Null) => Err(InvalidEvent::MissingField(name)),
         Some(value) => Ok(value),
@@ -168,7 +171,10 @@ mod tests {
         assert_eq!(event.movie_id, 456);
         assert_eq!(event.rating.value(), 4.5);
         assert_eq!(event.timestamp.to_iso8601(), "2025-03-15T10:30:00Z");
-        assert_eq!(RatingEvent::from_json(event.to_json().as_bytes()).unwrap(), event);
+        assert_eq!(
+            RatingEvent::from_json(event.to_json().as_bytes()).unwrap(),
+            event
+        );
     }
 
     #[test]
@@ -186,22 +192,55 @@ mod tests {
         let cases: &[(&[u8], &str)] = &[
             (b"{not json", "bad_json"),
             (b"[1,2]", "not_an_object"),
-            (br#"{"movie_id":1,"rating":4,"timestamp":1}"#, "missing_field"),
-            (br#"{"user_id":"7","movie_id":1,"rating":4,"timestamp":1}"#, "wrong_type"),
-            (br#"{"user_id":0,"movie_id":1,"rating":4,"timestamp":1}"#, "bad_id"),
-            (br#"{"user_id":-3,"movie_id":1,"rating":4,"timestamp":1}"#, "bad_id"),
-            (br#"{"user_id":1.5,"movie_id":1,"rating":4,"timestamp":1}"#, "bad_id"),
-            (br#"{"user_id":1,"movie_id":1,"rating":7,"timestamp":1}"#, "bad_rating"),
-            (br#"{"user_id":1,"movie_id":1,"rating":4.2,"timestamp":1}"#, "bad_rating"),
-            (br#"{"user_id":1,"movie_id":1,"rating":"4","timestamp":1}"#, "wrong_type"),
-            (br#"{"user_id":1,"movie_id":1,"rating":4,"timestamp":"soon"}"#, "bad_timestamp"),
-            (br#"{"user_id":1,"movie_id":1,"rating":4,"timestamp":true}"#, "wrong_type"),
+            (
+                br#"{"movie_id":1,"rating":4,"timestamp":1}"#,
+                "missing_field",
+            ),
+            (
+                br#"{"user_id":"7","movie_id":1,"rating":4,"timestamp":1}"#,
+                "wrong_type",
+            ),
+            (
+                br#"{"user_id":0,"movie_id":1,"rating":4,"timestamp":1}"#,
+                "bad_id",
+            ),
+            (
+                br#"{"user_id":-3,"movie_id":1,"rating":4,"timestamp":1}"#,
+                "bad_id",
+            ),
+            (
+                br#"{"user_id":1.5,"movie_id":1,"rating":4,"timestamp":1}"#,
+                "bad_id",
+            ),
+            (
+                br#"{"user_id":1,"movie_id":1,"rating":7,"timestamp":1}"#,
+                "bad_rating",
+            ),
+            (
+                br#"{"user_id":1,"movie_id":1,"rating":4.2,"timestamp":1}"#,
+                "bad_rating",
+            ),
+            (
+                br#"{"user_id":1,"movie_id":1,"rating":"4","timestamp":1}"#,
+                "wrong_type",
+            ),
+            (
+                br#"{"user_id":1,"movie_id":1,"rating":4,"timestamp":"soon"}"#,
+                "bad_timestamp",
+            ),
+            (
+                br#"{"user_id":1,"movie_id":1,"rating":4,"timestamp":true}"#,
+                "wrong_type",
+            ),
         ];
         for (payload, code) in cases {
             let error = RatingEvent::from_json(payload).unwrap_err();
             assert_eq!(error.code(), *code, "{}", String::from_utf8_lossy(payload));
         }
         let huge = vec![b' '; MAX_EVENT_BYTES + 1];
-        assert_eq!(RatingEvent::from_json(&huge).unwrap_err().code(), "oversized");
+        assert_eq!(
+            RatingEvent::from_json(&huge).unwrap_err().code(),
+            "oversized"
+        );
     }
 }

@@ -48,7 +48,10 @@ pub fn parse_title_year(title: &str) -> Option<i32> {
     let is_year = year_text.len() == 4 && year_text.bytes().all(|b| b.is_ascii_digit());
     let rest_ok = rest.is_empty()
         || rest.starts_with(['-', '–'])
-            && rest.trim_start_matches(['-', '–']).chars().all(|c| c.is_ascii_digit());
+            && rest
+                .trim_start_matches(['-', '–'])
+                .chars()
+                .all(|c| c.is_ascii_digit());
     if is_year && rest_ok {
         year_text.parse().ok().filter(|y| (1800..=2200).contains(y))
     } else {

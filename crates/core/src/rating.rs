@@ -81,7 +81,10 @@ mod tests {
         assert_eq!(Rating::parse("0"), Err(RatingError::OutOfRange(0.0)));
         assert_eq!(Rating::parse("5.5"), Err(RatingError::OutOfRange(5.5)));
         assert_eq!(Rating::parse("4.2"), Err(RatingError::NotHalfStep(4.2)));
-        assert!(matches!(Rating::parse("x"), Err(RatingError::NotANumber(_))));
+        assert!(matches!(
+            Rating::parse("x"),
+            Err(RatingError::NotANumber(_))
+        ));
         assert!(Rating::from_f64(f64::NAN).is_err());
         assert!(Rating::from_half_stars(11).is_err());
     }

@@ -88,7 +88,11 @@ pub fn bayesian_top_n(movies: &[MovieCounts], params: BayesianParams) -> TopN {
         })
         .collect();
     let eligible = ranked.len();
-    ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.movie_id.cmp(&b.movie_id)));
+    ranked.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.movie_id.cmp(&b.movie_id))
+    });
     ranked.truncate(params.top_n);
     TopN {
         global_mean,
@@ -121,7 +125,16 @@ pub fn genre_shares<'a>(
     }
     per_genre
         .into_iter()
-        .map(|(genre, count)| (genre, if total == 0 { 0.0 } else { count as f64 / total as f64 }))
+        .map(|(genre, count)| {
+            (
+                genre,
+                if total == 0 {
+                    0.0
+                } else {
+                    count as f64 / total as f64
+                },
+            )
+        })
         .collect()
 }
 
@@ -132,7 +145,11 @@ pub fn genre_match_score(genres: &[String], shares: &HashMap<String, f64>) -> f6
     if genres.is_empty() {
         return 0.0;
     }
-    genres.iter().map(|g| shares.get(g).copied().unwrap_or(0.0)).sum::<f64>() / genres.len() as f64
+    genres
+        .iter()
+        .map(|g| shares.get(g).copied().unwrap_or(0.0))
+        .sum::<f64>()
+        / genres.len() as f64
 }
 
 #[cfg(test)]
@@ -149,7 +166,11 @@ mod tests {
 
     #[test]
     fn follows_the_seed_formula() {
-        let movies = [movie(1, &[5.0, 5.0, 4.0]), movie(2, &[1.0, 2.0]), movie(3, &[3.0])];
+        let movies = [
+            movie(1, &[5.0, 5.0, 4.0]),
+            movie(2, &[1.0, 2.0]),
+            movie(3, &[3.0]),
+        ];
         let params = BayesianParams {
             min_ratings: 2,
             top_n: 10,
@@ -166,7 +187,11 @@ mod tests {
 
     #[test]
     fn ties_break_by_movie_id_and_top_n_truncates() {
-        let movies = [movie(9, &[4.0, 4.0]), movie(3, &[4.0, 4.0]), movie(5, &[4.0, 4.0])];
+        let movies = [
+            movie(9, &[4.0, 4.0]),
+            movie(3, &[4.0, 4.0]),
+            movie(5, &[4.0, 4.0]),
+        ];
         let top = bayesian_top_n(
             &movies,
             BayesianParams {

@@ -50,10 +50,14 @@ impl EventTime {
         let millis = if let Ok(with_zone) = DateTime::parse_from_rfc3339(text) {
             with_zone.timestamp_millis()
         } else {
-            let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
-                .iter()
-                .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-                .ok_or_else(|| TimeError::Unparseable(text.to_string()))?;
+            let naive = [
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M",
+            ]
+            .iter()
+            .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+            .ok_or_else(|| TimeError::Unparseable(text.to_string()))?;
             Utc.from_utc_datetime(&naive).timestamp_millis()
         };
         if !(0..=MAX_MILLIS).contains(&millis) {
@@ -114,7 +118,9 @@ mod tests {
             "2000-07-30T18:45:03Z"
         );
         assert_eq!(
-            EventTime::parse("2025-03-15T10:30:00.250").unwrap().to_iso8601(),
+            EventTime::parse("2025-03-15T10:30:00.250")
+                .unwrap()
+                .to_iso8601(),
             "2025-03-15T10:30:00.250Z"
         );
         assert_eq!(utc.date(), "2025-03-15");

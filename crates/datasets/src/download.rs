@@ -19,12 +19,36 @@ pub struct DatasetInfo {
 pub const BASE_URL: &str = "https://files.grouplens.org/datasets/movielens";
 
 pub const DATASETS: &[DatasetInfo] = &[
-    DatasetInfo { name: "ml-latest-small", folder: "ml-latest-small", approx_bytes: 978_202 },
-    DatasetInfo { name: "ml-100k", folder: "ml-100k", approx_bytes: 4_924_029 },
-    DatasetInfo { name: "ml-1m", folder: "ml-1m", approx_bytes: 5_917_549 },
-    DatasetInfo { name: "ml-10m", folder: "ml-10M100K", approx_bytes: 65_566_137 },
-    DatasetInfo { name: "ml-25m", folder: "ml-25m", approx_bytes: 261_978_986 },
-    DatasetInfo { name: "ml-32m", folder: "ml-32m", approx_bytes: 238_950_008 },
+    DatasetInfo {
+        name: "ml-latest-small",
+        folder: "ml-latest-small",
+        approx_bytes: 978_202,
+    },
+    DatasetInfo {
+        name: "ml-100k",
+        folder: "ml-100k",
+        approx_bytes: 4_924_029,
+    },
+    DatasetInfo {
+        name: "ml-1m",
+        folder: "ml-1m",
+        approx_bytes: 5_917_549,
+    },
+    DatasetInfo {
+        name: "ml-10m",
+        folder: "ml-10M100K",
+        approx_bytes: 65_566_137,
+    },
+    DatasetInfo {
+        name: "ml-25m",
+        folder: "ml-25m",
+        approx_bytes: 261_978_986,
+    },
+    DatasetInfo {
+        name: "ml-32m",
+        folder: "ml-32m",
+        approx_bytes: 238_950_008,
+    },
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -39,14 +63,20 @@ pub fn info(name: &str) -> Result<&'static DatasetInfo, DatasetError> {
     DATASETS.iter().find(|d| d.name == name).ok_or_else(|| {
         DatasetError::Invalid(format!(
             "unknown dataset `{name}`: expected one of {}",
-            DATASETS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+            DATASETS
+                .iter()
+                .map(|d| d.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })
 }
 
 fn fetch_error(url: &str, error: ureq::Error) -> DatasetError {
     match error {
-        ureq::Error::StatusCode(code) => DatasetError::Download(format!("GET {url} answered HTTP {code}")),
+        ureq::Error::StatusCode(code) => {
+            DatasetError::Download(format!("GET {url} answered HTTP {code}"))
+        }
         other => DatasetError::Download(format!("GET {url} failed: {other}")),
     }
 }
@@ -67,10 +97,14 @@ fn expected_md5(url: &str, given: Option<&str>) -> Result<Option<String>, Datase
                 .body_mut()
                 .read_to_string()
                 .map_err(|e| DatasetError::Download(format!("GET {sidecar} failed: {e}")))?;
-            let digest = text.split_whitespace().find(|w| w.len() == 32 && w.bytes().all(|b| b.is_ascii_hexdigit()));
+            let digest = text
+                .split_whitespace()
+                .find(|w| w.len() == 32 && w.bytes().all(|b| b.is_ascii_hexdigit()));
             match digest {
                 Some(d) => Ok(Some(d.to_lowercase())),
-                None => Err(DatasetError::Download(format!("{sidecar} holds no MD5 digest"))),
+                None => Err(DatasetError::Download(format!(
+                    "{sidecar} holds no MD5 digest"
+                ))),
             }
         }
         Err(ureq::Error::StatusCode(404)) => {
@@ -81,16 +115,28 @@ fn expected_md5(url: &str, given: Option<&str>) -> Result<Option<String>, Datase
     }
 }
 
-pub fn download(name: &str, dest_dir: &Path, opts: &DownloadOptions) -> Result<PathBuf, DatasetError> {
+pub fn download(
+    name: &str,
+    dest_dir: &Path,
+    opts: &DownloadOptions,
+) -> Result<PathBuf, DatasetError> {
     let info = info(name)?;
     let target = dest_dir.join(info.name);
-    let has_data = ["ratings.csv", "ratings.dat", "u.data"].iter().any(|f| target.join(f).is_file());
+    let has_data = ["ratings.csv", "ratings.dat", "u.data"]
+        .iter()
+        .any(|f| target.join(f).is_file());
     if has_data && !opts.force {
-        tracing::info!("{} is already there: use --force to download again", target.display());
+        tracing::info!(
+            "{} is already there: use --force to download again",
+            target.display()
+        );
         return Ok(target);
     }
     std::fs::create_dir_all(dest_dir).map_err(io_error(dest_dir))?;
-    let url = opts.url.clone().unwrap_or_else(|| format!("{BASE_URL}/{}.zip", info.name));
+    let url = opts
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("{BASE_URL}/{}.zip", info.name));
     let expected = expected_md5(&url, opts.md5.as_deref())?;
 
     let mut response = ureq::get(&url).call().map_err(|e| fetch_error(&url, e))?;
@@ -110,9 +156,11 @@ pub fn download(name: &str, dest_dir: &Path, opts: &DownloadOptions) -> Result<P
     let mut buffer = vec![0u8; 1 << 16];
     let mut received = 0u64;
     loop {
-        let n = reader
-            .read(&mut buffer)
-            .map_err(|e| DatasetError::Download(format!("GET {url}: the transfer broke off after {received} bytes: {e}")))?;
+        let n = reader.read(&mut buffer).map_err(|e| {
+            DatasetError::Download(format!(
+                "GET {url}: the transfer broke off after {received} bytes: {e}"
+            ))
+        })?;
         if n == 0 {
             break;
         }
@@ -150,10 +198,16 @@ pub fn download(name: &str, dest_dir: &Path, opts: &DownloadOptions) -> Result<P
 
 /// Unzips into a scratch folder beside the target, then moves the dataset
 /// folder into place, so a failed extraction leaves nothing half-written.
-fn extract(zip_path: &Path, dest_dir: &Path, info: &DatasetInfo, target: &Path) -> Result<(), DatasetError> {
+fn extract(
+    zip_path: &Path,
+    dest_dir: &Path,
+    info: &DatasetInfo,
+    target: &Path,
+) -> Result<(), DatasetError> {
     let file = File::open(zip_path).map_err(io_error(zip_path))?;
-    let mut archive = zip::ZipArchive::new(file)
-        .map_err(|e| DatasetError::Download(format!("{} is not a valid zip: {e}", zip_path.display())))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| {
+        DatasetError::Download(format!("{} is not a valid zip: {e}", zip_path.display()))
+    })?;
     let scratch = dest_dir.join(format!(".{}.extracting", info.name));
     let _ = std::fs::remove_dir_all(&scratch);
     for index in 0..archive.len() {
@@ -178,7 +232,11 @@ fn extract(zip_path: &Path, dest_dir: &Path, info: &DatasetInfo, target: &Path) 
         std::io::copy(&mut entry, &mut writer).map_err(io_error(&out))?;
     }
     let inner = scratch.join(info.folder);
-    let source = if inner.is_dir() { inner } else { scratch.clone() };
+    let source = if inner.is_dir() {
+        inner
+    } else {
+        scratch.clone()
+    };
     if target.exists() {
         std::fs::remove_dir_all(target).map_err(io_error(target))?;
     }

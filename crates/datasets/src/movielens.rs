@@ -60,7 +60,13 @@ pub struct ReadReport {
 const REPORTED: usize = 10;
 
 impl ReadReport {
-    fn reject(&mut self, file: &Path, line: u64, reason: String, strict: bool) -> Result<(), DatasetError> {
+    fn reject(
+        &mut self,
+        file: &Path,
+        line: u64,
+        reason: String,
+        strict: bool,
+    ) -> Result<(), DatasetError> {
         let malformed = Malformed {
             file: file.to_path_buf(),
             line,
@@ -81,7 +87,9 @@ pub fn detect_layout(dir: &Path) -> Result<Layout, DatasetError> {
     [Layout::Csv, Layout::Dat, Layout::Ml100k]
         .into_iter()
         .find(|layout| dir.join(layout.files().0).is_file())
-        .ok_or_else(|| DatasetError::UnknownLayout { dir: dir.to_path_buf() })
+        .ok_or_else(|| DatasetError::UnknownLayout {
+            dir: dir.to_path_buf(),
+        })
 }
 
 pub fn ratings_file_size(dir: &Path, layout: Layout) -> Result<u64, DatasetError> {
@@ -109,7 +117,9 @@ fn for_each_line(
     let (mut number, mut bytes, mut reported) = (0u64, 0u64, 0u64);
     loop {
         buffer.clear();
-        let read = reader.read_until(b'\n', &mut buffer).map_err(io_error(path))?;
+        let read = reader
+            .read_until(b'\n', &mut buffer)
+            .map_err(io_error(path))?;
         if read == 0 {
             break;
         }
@@ -161,7 +171,9 @@ pub fn read_ratings(
     let path = dir.join(layout.files().0);
     let mut report = ReadReport::default();
     for_each_line(&path, on_progress, |number, bytes| {
-        if bytes.is_empty() || (layout == Layout::Csv && number == 1 && bytes.starts_with(b"userId")) {
+        if bytes.is_empty()
+            || (layout == Layout::Csv && number == 1 && bytes.starts_with(b"userId"))
+        {
             return Ok(());
         }
         let parsed = match std::str::from_utf8(bytes) {
@@ -189,8 +201,25 @@ pub fn read_ratings(
 
 /// The ml-100k genre order, used when `u.genre` is absent.
 const ML100K_GENRES: [&str; 19] = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
-    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 ];
 
 fn ml100k_genres(dir: &Path) -> Vec<String> {
@@ -220,14 +249,20 @@ pub fn read_movies(
     let mut report = ReadReport::default();
     if layout == Layout::Csv {
         let file = File::open(&path).map_err(io_error(&path))?;
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(file);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(file);
         for record in reader.byte_records() {
             let (line, parsed) = match record {
                 Err(e) => (e.position().map_or(0, |p| p.line()), Err(e.to_string())),
                 Ok(record) => {
                     let line = record.position().map_or(0, |p| p.line());
                     let parsed = if record.len() != 3 {
-                        Err(format!("expected 3 fields (movieId, title, genres), found {}", record.len()))
+                        Err(format!(
+                            "expected 3 fields (movieId, title, genres), found {}",
+                            record.len()
+                        ))
                     } else {
                         std::str::from_utf8(&record[0])
                             .map_err(|_| "movie id is not UTF-8".to_string())
@@ -248,53 +283,66 @@ pub fn read_movies(
         return Ok(report);
     }
     let genres_100k = (layout == Layout::Ml100k).then(|| ml100k_genres(dir));
-    for_each_line(&path, |_| {}, |number, bytes| {
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        let line = decode(bytes);
-        let parsed = match &genres_100k {
-            None => {
-                let fields: Vec<&str> = line.split("::").collect();
-                if fields.len() != 3 {
-                    Err(format!("expected 3 fields (MovieID::Title::Genres), found {}", fields.len()))
-                } else {
-                    parse_id(fields[0], "movie id").map(|id| Movie::new(id, fields[1], fields[2]))
+    for_each_line(
+        &path,
+        |_| {},
+        |number, bytes| {
+            if bytes.is_empty() {
+                return Ok(());
+            }
+            let line = decode(bytes);
+            let parsed = match &genres_100k {
+                None => {
+                    let fields: Vec<&str> = line.split("::").collect();
+                    if fields.len() != 3 {
+                        Err(format!(
+                            "expected 3 fields (MovieID::Title::Genres), found {}",
+                            fields.len()
+                        ))
+                    } else {
+                        parse_id(fields[0], "movie id")
+                            .map(|id| Movie::new(id, fields[1], fields[2]))
+                    }
                 }
-            }
-            Some(genre_names) => {
-                let fields: Vec<&str> = line.split('|').collect();
-                if fields.len() < 5 + genre_names.len() {
-                    Err(format!(
-                        "expected {} fields (id|title|release date|video date|url|genre flags), found {}",
-                        5 + genre_names.len(),
-                        fields.len()
-                    ))
-                } else {
-                    parse_id(fields[0], "movie id").map(|id| {
-                        let genres: Vec<&str> = fields[5..5 + genre_names.len()]
-                            .iter()
-                            .zip(genre_names)
-                            .filter(|(flag, name)| flag.trim() == "1" && name.as_str() != "unknown")
-                            .map(|(_, name)| name.as_str())
-                            .collect();
-                        let mut movie = Movie::new(id, fields[1], &genres.join("|"));
-                        if movie.year.is_none() {
-                            movie.year = fields[2].rsplit('-').next().and_then(|y| y.trim().parse().ok());
-                        }
-                        movie
-                    })
+                Some(genre_names) => {
+                    let fields: Vec<&str> = line.split('|').collect();
+                    if fields.len() < 5 + genre_names.len() {
+                        Err(format!(
+                            "expected {} fields (id|title|release date|video date|url|genre flags), found {}",
+                            5 + genre_names.len(),
+                            fields.len()
+                        ))
+                    } else {
+                        parse_id(fields[0], "movie id").map(|id| {
+                            let genres: Vec<&str> = fields[5..5 + genre_names.len()]
+                                .iter()
+                                .zip(genre_names)
+                                .filter(|(flag, name)| {
+                                    flag.trim() == "1" && name.as_str() != "unknown"
+                                })
+                                .map(|(_, name)| name.as_str())
+                                .collect();
+                            let mut movie = Movie::new(id, fields[1], &genres.join("|"));
+                            if movie.year.is_none() {
+                                movie.year = fields[2]
+                                    .rsplit('-')
+                                    .next()
+                                    .and_then(|y| y.trim().parse().ok());
+                            }
+                            movie
+                        })
+                    }
                 }
+            };
+            match parsed {
+                Ok(movie) => {
+                    report.rows += 1;
+                    on_movie(movie);
+                    Ok(())
+                }
+                Err(reason) => report.reject(&path, number, reason, strict),
             }
-        };
-        match parsed {
-            Ok(movie) => {
-                report.rows += 1;
-                on_movie(movie);
-                Ok(())
-            }
-            Err(reason) => report.reject(&path, number, reason, strict),
-        }
-    })?;
+        },
+    )?;
     Ok(report)
 }

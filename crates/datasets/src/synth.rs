@@ -30,16 +30,32 @@ pub struct SynthSummary {
 
 const RANK: usize = 8;
 const GENRES: [&str; 18] = [
-    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
-    "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 ];
 const ADJECTIVES: [&str; 16] = [
-    "Quiet", "Broken", "Golden", "Last", "Hidden", "Silent", "Crimson", "Lost", "Wild", "Distant", "Bright",
-    "Cold", "Secret", "Final", "Hollow", "Burning",
+    "Quiet", "Broken", "Golden", "Last", "Hidden", "Silent", "Crimson", "Lost", "Wild", "Distant",
+    "Bright", "Cold", "Secret", "Final", "Hollow", "Burning",
 ];
 const NOUNS: [&str; 16] = [
-    "Harbor", "River", "Empire", "Garden", "Signal", "Frontier", "Summer", "Machine", "Kingdom", "Station",
-    "Mirror", "Horizon", "Voyage", "Letter", "Island", "Storm",
+    "Harbor", "River", "Empire", "Garden", "Signal", "Frontier", "Summer", "Machine", "Kingdom",
+    "Station", "Mirror", "Horizon", "Voyage", "Letter", "Island", "Storm",
 ];
 
 fn rng_for(seed: u64, stream: u64) -> ChaCha8Rng {
@@ -54,7 +70,10 @@ fn validate(p: &SynthParams) -> Result<(), DatasetError> {
         return fail("--ratings, --users and --movies must all be positive".into());
     }
     if p.ratings < p.users {
-        return fail(format!("--ratings {} is fewer than --users {}: every user rates at least once", p.ratings, p.users));
+        return fail(format!(
+            "--ratings {} is fewer than --users {}: every user rates at least once",
+            p.ratings, p.users
+        ));
     }
     if p.ratings > p.users.saturating_mul(p.movies) / 2 {
         return fail(format!(
@@ -94,7 +113,11 @@ fn activity(p: &SynthParams) -> Vec<u64> {
     counts
 }
 
-pub fn generate(p: &SynthParams, out_dir: &Path, progress: bool) -> Result<SynthSummary, DatasetError> {
+pub fn generate(
+    p: &SynthParams,
+    out_dir: &Path,
+    progress: bool,
+) -> Result<SynthSummary, DatasetError> {
     validate(p)?;
     std::fs::create_dir_all(out_dir).map_err(io_error(out_dir))?;
     let movies = p.movies as usize;
@@ -119,7 +142,9 @@ pub fn generate(p: &SynthParams, out_dir: &Path, progress: bool) -> Result<Synth
         .map(|_| std::array::from_fn(|_| factor.sample(&mut rng) as f32))
         .collect();
     let movie_biases: Vec<f32> = (0..movies)
-        .map(|j| (movie_bias.sample(&mut rng) + 0.15 * (weight[j] / weight[order[0]]).sqrt()) as f32)
+        .map(|j| {
+            (movie_bias.sample(&mut rng) + 0.15 * (weight[j] / weight[order[0]]).sqrt()) as f32
+        })
         .collect();
 
     write_movies(p, out_dir, &mut rng_for(p.seed, 3))?;
@@ -161,11 +186,22 @@ pub fn generate(p: &SynthParams, out_dir: &Path, progress: bool) -> Result<Synth
             chosen.sort_unstable();
             let mut ts: i64 = rng.random_range(946_684_800..1_600_000_000);
             for &movie in &chosen {
-                let dot: f64 = factors.iter().zip(&movie_factors[movie]).map(|(a, b)| a * *b as f64).sum();
-                let raw = 3.5 + bias + movie_biases[movie] as f64 + 2.0 * dot + noise.sample(&mut rng);
+                let dot: f64 = factors
+                    .iter()
+                    .zip(&movie_factors[movie])
+                    .map(|(a, b)| a * *b as f64)
+                    .sum();
+                let raw =
+                    3.5 + bias + movie_biases[movie] as f64 + 2.0 * dot + noise.sample(&mut rng);
                 let half = (raw * 2.0).round().clamp(1.0, 10.0) as u8;
                 ts += rng.random_range(1..600);
-                writeln!(out, "{user},{},{}.{},{ts}", movie + 1, half / 2, if half % 2 == 1 { 5 } else { 0 })?;
+                writeln!(
+                    out,
+                    "{user},{},{}.{},{ts}",
+                    movie + 1,
+                    half / 2,
+                    if half % 2 == 1 { 5 } else { 0 }
+                )?;
             }
             bar.inc(count as u64);
         }
@@ -182,7 +218,8 @@ pub fn generate(p: &SynthParams, out_dir: &Path, progress: bool) -> Result<Synth
 
 fn write_movies(p: &SynthParams, out_dir: &Path, rng: &mut ChaCha8Rng) -> Result<(), DatasetError> {
     let path = out_dir.join("movies.csv");
-    let mut writer = csv::Writer::from_path(&path).map_err(|e| DatasetError::Invalid(format!("{}: {e}", path.display())))?;
+    let mut writer = csv::Writer::from_path(&path)
+        .map_err(|e| DatasetError::Invalid(format!("{}: {e}", path.display())))?;
     let result: Result<(), csv::Error> = (|| {
         writer.write_record(["movieId", "title", "genres"])?;
         for movie in 1..=p.movies {
@@ -197,7 +234,9 @@ fn write_movies(p: &SynthParams, out_dir: &Path, rng: &mut ChaCha8Rng) -> Result
             let genres = if movie % 50 == 0 {
                 "(no genres listed)".to_string()
             } else {
-                let mut picked: Vec<&str> = (0..rng.random_range(1..4)).map(|_| GENRES[rng.random_range(0..GENRES.len())]).collect();
+                let mut picked: Vec<&str> = (0..rng.random_range(1..4))
+                    .map(|_| GENRES[rng.random_range(0..GENRES.len())])
+                    .collect();
                 picked.sort_unstable();
                 picked.dedup();
                 picked.join("|")

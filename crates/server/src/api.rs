@@ -35,7 +35,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/recommendations/top", get(top))
         .route("/api/users/{id}/features", get(user_features))
         .route("/api/stats", get(stats))
-        .fallback(|| async { ApiError::not_found("no such endpoint; see /api/movies, /api/recommendations/top, /api/stats, /health") })
+        .fallback(|| async {
+            ApiError::not_found(
+                "no such endpoint; see /api/movies, /api/recommendations/top, /api/stats, /health",
+            )
+        })
         .with_state(state)
 }
 
@@ -83,16 +87,31 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn movies(State(state): State<AppState>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
+async fn movies(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Json<Value>, ApiError> {
     let params = Params::new(
         pairs,
-        &["q", "genre", "year_from", "year_to", "min_count", "sort", "page", "page_size"],
+        &[
+            "q",
+            "genre",
+            "year_from",
+            "year_to",
+            "min_count",
+            "sort",
+            "page",
+            "page_size",
+        ],
     )?;
     let filter = params.filter()?;
     let sort = match params.text("sort", 20)? {
         None => MovieSort::default(),
         Some(text) => MovieSort::parse(&text).ok_or_else(|| {
-            ApiError::bad_parameter("sort", format!("expected one of {}, got `{text}`", MovieSort::NAMES))
+            ApiError::bad_parameter(
+                "sort",
+                format!("expected one of {}, got `{text}`", MovieSort::NAMES),
+            )
         })?,
     };
     let page = params.page()?;
@@ -100,7 +119,10 @@ async fn movies(State(state): State<AppState>, Query(pairs): Pairs) -> Result<Js
     Ok(paged(items, total, page))
 }
 
-async fn movie(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn movie(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let movie_id = path_id("id", &id)?;
     let (movie, recommendation) = state
         .serving
@@ -128,14 +150,27 @@ async fn movie(State(state): State<AppState>, Path(id): Path<String>) -> Result<
 }
 
 async fn top(State(state): State<AppState>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
-    let params = Params::new(pairs, &["genre", "year_from", "year_to", "min_count", "page", "page_size"])?;
+    let params = Params::new(
+        pairs,
+        &[
+            "genre",
+            "year_from",
+            "year_to",
+            "min_count",
+            "page",
+            "page_size",
+        ],
+    )?;
     let filter = params.filter()?;
     let page = params.page()?;
     let (items, total) = state.serving.top(&filter, page).await?;
     Ok(paged(items, total, page))
 }
 
-async fn user_features(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn user_features(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let user_id = path_id("id", &id)?;
     let features = state
         .serving
@@ -151,7 +186,10 @@ async fn user_features(State(state): State<AppState>, Path(id): Path<String>) ->
     })))
 }
 
-async fn stats(State(state): State<AppState>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
+async fn stats(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Json<Value>, ApiError> {
     Params::new(pairs, &[])?;
     let stats = state.serving.stats().await?;
     Ok(Json(json!({

@@ -17,7 +17,10 @@ impl Params {
             if !allowed.contains(&name.as_str()) {
                 return Err(ApiError::bad_parameter(
                     &name,
-                    format!("unknown parameter; this endpoint accepts {}", allowed.join(", ")),
+                    format!(
+                        "unknown parameter; this endpoint accepts {}",
+                        allowed.join(", ")
+                    ),
                 ));
             }
             if map.insert(name.clone(), value).is_some() {
@@ -49,7 +52,10 @@ impl Params {
             return Ok(None);
         };
         let expected = || format!("expected an integer from {min} to {max}, got `{text}`");
-        let value: T = text.trim().parse().map_err(|_| ApiError::bad_parameter(name, expected()))?;
+        let value: T = text
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::bad_parameter(name, expected()))?;
         if value < min || value > max {
             return Err(ApiError::bad_parameter(name, expected()));
         }
@@ -59,7 +65,9 @@ impl Params {
     pub fn page(&self) -> Result<movierec_store::Page, ApiError> {
         Ok(movierec_store::Page {
             page: self.int("page", 1, 1_000_000)?.unwrap_or(1),
-            page_size: self.int("page_size", 1, MAX_PAGE_SIZE)?.unwrap_or(DEFAULT_PAGE_SIZE),
+            page_size: self
+                .int("page_size", 1, MAX_PAGE_SIZE)?
+                .unwrap_or(DEFAULT_PAGE_SIZE),
         })
     }
 
@@ -88,5 +96,7 @@ pub fn path_id(name: &str, text: &str) -> Result<u64, ApiError> {
     text.parse::<u64>()
         .ok()
         .filter(|id| (1..=i64::MAX as u64).contains(id))
-        .ok_or_else(|| ApiError::bad_parameter(name, format!("expected a positive integer, got `{text}`")))
+        .ok_or_else(|| {
+            ApiError::bad_parameter(name, format!("expected a positive integer, got `{text}`"))
+        })
 }

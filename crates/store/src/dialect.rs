@@ -116,10 +116,21 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(Dialect::from_url("sqlite://data/x.db").unwrap(), Dialect::Sqlite);
-        assert_eq!(Dialect::from_url("postgresql://h/db").unwrap(), Dialect::Postgres);
-        let error = Dialect::from_url("oracle://u:secret@h/db").unwrap_err().to_string();
+        assert_eq!(
+            Dialect::from_url("sqlite://data/x.db").unwrap(),
+            Dialect::Sqlite
+        );
+        assert_eq!(
+            Dialect::from_url("postgresql://h/db").unwrap(),
+            Dialect::Postgres
+        );
+        let error = Dialect::from_url("oracle://u:secret@h/db")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("oracle://u:***@h/db"), "{error}");
-        assert_eq!(redact("mysql://app:pw@db:3306/x"), "mysql://app:***@db:3306/x");
+        assert_eq!(
+            redact("mysql://app:pw@db:3306/x"),
+            "mysql://app:***@db:3306/x"
+        );
     }
 }

@@ -19,7 +19,7 @@ pub use serving::{
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
-use movierec_core::{FeatureAccumulator, Movie, Rating, EventTime};
+use movierec_core::{EventTime, FeatureAccumulator, Movie, Rating};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -84,7 +84,12 @@ pub trait RatingStore: Send + Sync {
 #[async_trait]
 pub trait ServingStore: Send + Sync {
     async fn ping(&self) -> Result<()>;
-    async fn movies(&self, filter: &MovieFilter, sort: MovieSort, page: Page) -> Result<(Vec<MovieRow>, u64)>;
+    async fn movies(
+        &self,
+        filter: &MovieFilter,
+        sort: MovieSort,
+        page: Page,
+    ) -> Result<(Vec<MovieRow>, u64)>;
     async fn movie(&self, movie_id: u64) -> Result<Option<(MovieRow, Option<TopRow>)>>;
     async fn top(&self, filter: &MovieFilter, page: Page) -> Result<(Vec<TopRow>, u64)>;
     async fn user_features(&self, user_id: u64) -> Result<Option<movierec_core::Features>>;

@@ -3,7 +3,9 @@ use async_trait::async_trait;
 use futures_util::stream::{BoxStream, StreamExt};
 use movierec_core::{EventTime, FeatureAccumulator, Movie, Rating};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 use std::path::{Path, PathBuf};
 
@@ -45,10 +47,13 @@ impl SqliteRatingStore {
         )]);
         // The serving tables may share this file; each set keeps its own history.
         migrator.dangerous_set_table_name("_movierec_store_migrations");
-        migrator.run(&pool).await.map_err(|source| StoreError::Migrate {
-            what: format!("the SQLite store {}", path.display()),
-            source,
-        })?;
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                what: format!("the SQLite store {}", path.display()),
+                source,
+            })?;
         Ok(Self {
             pool,
             path: path.to_path_buf(),
@@ -76,7 +81,9 @@ fn to_i64(value: u64) -> i64 {
     value.min(i64::MAX as u64) as i64
 }
 
-fn accumulator(row: &sqlx::sqlite::SqliteRow) -> std::result::Result<FeatureAccumulator, sqlx::Error> {
+fn accumulator(
+    row: &sqlx::sqlite::SqliteRow,
+) -> std::result::Result<FeatureAccumulator, sqlx::Error> {
     Ok(FeatureAccumulator {
         count: row.try_get::<i64, _>("rating_count")? as u64,
         sum_half: row.try_get::<i64, _>("sum_half")? as u64,
@@ -104,7 +111,10 @@ impl RatingStore for SqliteRatingStore {
                     .bind(r.rating.half_stars() as i64)
                     .bind(r.timestamp.millis());
             }
-            query.execute(&mut *tx).await.context(|| "cannot store ratings".into())?;
+            query
+                .execute(&mut *tx)
+                .await
+                .context(|| "cannot store ratings".into())?;
         }
         tx.commit().await.context(|| "cannot commit ratings".into())
     }
@@ -126,7 +136,10 @@ impl RatingStore for SqliteRatingStore {
                     .bind(m.genres_text())
                     .bind(m.year.map(i64::from));
             }
-            query.execute(&mut *tx).await.context(|| "cannot store movies".into())?;
+            query
+                .execute(&mut *tx)
+                .await
+                .context(|| "cannot store movies".into())?;
         }
         tx.commit().await.context(|| "cannot commit movies".into())
     }
@@ -147,7 +160,9 @@ impl RatingStore for SqliteRatingStore {
             .await
             .context(|| format!("cannot rebuild {table}"))?;
         }
-        tx.commit().await.context(|| "cannot commit features".into())
+        tx.commit()
+            .await
+            .context(|| "cannot commit features".into())
     }
 
     async fn rating_count(&self) -> Result<u64> {
@@ -159,10 +174,11 @@ impl RatingStore for SqliteRatingStore {
     }
 
     async fn movies(&self) -> Result<Vec<Movie>> {
-        let rows = sqlx::query("SELECT movie_id, title, genres, year FROM movies ORDER BY movie_id")
-            .fetch_all(&self.pool)
-            .await
-            .context(|| "cannot read movies".into())?;
+        let rows =
+            sqlx::query("SELECT movie_id, title, genres, year FROM movies ORDER BY movie_id")
+                .fetch_all(&self.pool)
+                .await
+                .context(|| "cannot read movies".into())?;
         rows.iter()
             .map(|row| {
                 Ok(Movie {
@@ -204,7 +220,9 @@ impl RatingStore for SqliteRatingStore {
             .fetch_optional(&self.pool)
             .await
             .context(|| format!("cannot read features of user {user_id}"))?;
-        row.map(|r| accumulator(&r)).transpose().context(|| "cannot decode features".into())
+        row.map(|r| accumulator(&r))
+            .transpose()
+            .context(|| "cannot decode features".into())
     }
 
     async fn movie_features(&self, movie_id: u64) -> Result<Option<FeatureAccumulator>> {
@@ -213,6 +231,8 @@ impl RatingStore for SqliteRatingStore {
             .fetch_optional(&self.pool)
             .await
             .context(|| format!("cannot read features of movie {movie_id}"))?;
-        row.map(|r| accumulator(&r)).transpose().context(|| "cannot decode features".into())
+        row.map(|r| accumulator(&r))
+            .transpose()
+            .context(|| "cannot decode features".into())
     }
 }

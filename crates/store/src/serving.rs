@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use movierec_core::scoring::{genre_match_score, genre_shares, popularity_score};
 use movierec_core::{EventTime, FeatureAccumulator, Features, Movie, TopN};
 use serde::Serialize;
-use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyPool;
+use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 use std::collections::HashMap;
@@ -48,7 +48,8 @@ pub enum MovieSort {
 }
 
 impl MovieSort {
-    pub const NAMES: &'static str = "id, title, -title, year, -year, rating, -rating, count, -count";
+    pub const NAMES: &'static str =
+        "id, title, -title, year, -year, rating, -rating, count, -count";
 
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {
@@ -170,11 +171,20 @@ fn i(value: u64) -> i64 {
 }
 
 fn movie_columns(prefix: &str) -> String {
-    ["movie_id", "title", "genres", "year", "avg_rating", "rating_count", "std_dev", "last_update"]
-        .iter()
-        .map(|c| format!("{prefix}{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    [
+        "movie_id",
+        "title",
+        "genres",
+        "year",
+        "avg_rating",
+        "rating_count",
+        "std_dev",
+        "last_update",
+    ]
+    .iter()
+    .map(|c| format!("{prefix}{c}"))
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 fn movie_row(row: &AnyRow) -> std::result::Result<MovieRow, sqlx::Error> {
@@ -198,8 +208,12 @@ fn top_row(row: &AnyRow) -> std::result::Result<TopRow, sqlx::Error> {
         genres: movierec_core::parse_genres(&row.try_get::<String, _>("genres")?),
         year: row.try_get::<Option<i64>, _>("year")?.map(|y| y as i32),
         recommendation_score: row.try_get("recommendation_score")?,
-        popularity_score: row.try_get::<Option<f64>, _>("popularity_score")?.unwrap_or(0.0),
-        genre_match_score: row.try_get::<Option<f64>, _>("genre_match_score")?.unwrap_or(0.0),
+        popularity_score: row
+            .try_get::<Option<f64>, _>("popularity_score")?
+            .unwrap_or(0.0),
+        genre_match_score: row
+            .try_get::<Option<f64>, _>("genre_match_score")?
+            .unwrap_or(0.0),
         avg_rating: row.try_get("avg_rating")?,
         rating_count: row.try_get::<i64, _>("rating_count")? as u64,
     })
@@ -253,13 +267,20 @@ impl ServingDb {
                 .split('?')
                 .next()
                 .unwrap_or_default();
-            if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Some(parent) = std::path::Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
                 std::fs::create_dir_all(parent).map_err(|e| {
                     StoreError::Invalid(format!("cannot create folder {}: {e}", parent.display()))
                 })?;
             }
             if !url.contains("mode=") {
-                connect_url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+                connect_url.push_str(if url.contains('?') {
+                    "&mode=rwc"
+                } else {
+                    "?mode=rwc"
+                });
             }
         }
         let pool = AnyPoolOptions::new()
@@ -291,10 +312,13 @@ impl ServingDb {
             false,
         )]);
         migrator.dangerous_set_table_name("_movierec_serving_migrations");
-        migrator.run(&self.pool).await.map_err(|source| StoreError::Migrate {
-            what: format!("the serving database {}", redact(&self.url)),
-            source,
-        })
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                what: format!("the serving database {}", redact(&self.url)),
+                source,
+            })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -317,20 +341,43 @@ impl ServingDb {
     /// Publishes one batch's results atomically: readers see the previous
     /// results or these, never a mix.
     pub async fn publish(&self, input: PublishInput<'_>) -> Result<()> {
-        let features: HashMap<u64, &FeatureAccumulator> =
-            input.movie_features.iter().map(|(id, acc)| (*id, acc)).collect();
-        let max_count = input.movie_features.iter().map(|(_, a)| a.count).max().unwrap_or(0);
-        let shares = genre_shares(
-            input
-                .movies
-                .iter()
-                .map(|m| (m.genres.as_slice(), features.get(&m.movie_id).map_or(0, |a| a.count))),
-        );
-        let genres_by_movie: HashMap<u64, &[String]> =
-            input.movies.iter().map(|m| (m.movie_id, m.genres.as_slice())).collect();
+        let features: HashMap<u64, &FeatureAccumulator> = input
+            .movie_features
+            .iter()
+            .map(|(id, acc)| (*id, acc))
+            .collect();
+        let max_count = input
+            .movie_features
+            .iter()
+            .map(|(_, a)| a.count)
+            .max()
+            .unwrap_or(0);
+        let shares = genre_shares(input.movies.iter().map(|m| {
+            (
+                m.genres.as_slice(),
+                features.get(&m.movie_id).map_or(0, |a| a.count),
+            )
+        }));
+        let genres_by_movie: HashMap<u64, &[String]> = input
+            .movies
+            .iter()
+            .map(|m| (m.movie_id, m.genres.as_slice()))
+            .collect();
 
-        let mut tx = self.pool.begin().await.context(|| "cannot begin publishing".into())?;
-        let updated = ["title", "genres", "year", "avg_rating", "rating_count", "std_dev", "last_update"];
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context(|| "cannot begin publishing".into())?;
+        let updated = [
+            "title",
+            "genres",
+            "year",
+            "avg_rating",
+            "rating_count",
+            "std_dev",
+            "last_update",
+        ];
         for chunk in input.movies.chunks(ROWS_PER_INSERT) {
             let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
@@ -355,10 +402,17 @@ impl ServingDb {
                     .bind(f.map_or(0.0, |f| f.std_dev))
                     .bind(f.map(|f| f.last_update.to_iso8601()));
             }
-            query.execute(&mut *tx).await.context(|| "cannot publish app_movie".into())?;
+            query
+                .execute(&mut *tx)
+                .await
+                .context(|| "cannot publish app_movie".into())?;
         }
 
-        for table in ["app_recommendationdata", "app_userfeatures", "app_ratingdistribution"] {
+        for table in [
+            "app_recommendationdata",
+            "app_userfeatures",
+            "app_ratingdistribution",
+        ] {
             sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
                 .execute(&mut *tx)
                 .await
@@ -400,17 +454,24 @@ impl ServingDb {
                     .bind(f.std_dev)
                     .bind(f.last_update.to_iso8601());
             }
-            query.execute(&mut *tx).await.context(|| "cannot publish app_userfeatures".into())?;
-        }
-        for (half, count) in input.histogram.iter().enumerate().skip(1) {
-            sqlx::query(self.sql("INSERT INTO app_ratingdistribution (rating, rating_count) VALUES (?, ?)"))
-                .bind(half as f64 / 2.0)
-                .bind(i(*count))
+            query
                 .execute(&mut *tx)
                 .await
-                .context(|| "cannot publish app_ratingdistribution".into())?;
+                .context(|| "cannot publish app_userfeatures".into())?;
         }
-        tx.commit().await.context(|| "cannot commit the published batch".into())
+        for (half, count) in input.histogram.iter().enumerate().skip(1) {
+            sqlx::query(
+                self.sql("INSERT INTO app_ratingdistribution (rating, rating_count) VALUES (?, ?)"),
+            )
+            .bind(half as f64 / 2.0)
+            .bind(i(*count))
+            .execute(&mut *tx)
+            .await
+            .context(|| "cannot publish app_ratingdistribution".into())?;
+        }
+        tx.commit()
+            .await
+            .context(|| "cannot commit the published batch".into())
     }
 
     /// Records a finished (or failed) batch run.
@@ -484,12 +545,17 @@ impl ServingDb {
         for value in tail {
             query = query.bind(*value);
         }
-        query.fetch_all(&self.pool).await.context(|| "serving database query failed".into())
+        query
+            .fetch_all(&self.pool)
+            .await
+            .context(|| "serving database query failed".into())
     }
 
     async fn count(&self, sql: &str, binds: &[Bind]) -> Result<u64> {
         let rows = self.fetch(sql, binds, &[]).await?;
-        let count: i64 = rows[0].try_get(0).context(|| "cannot decode a count".into())?;
+        let count: i64 = rows[0]
+            .try_get(0)
+            .context(|| "cannot decode a count".into())?;
         Ok(count as u64)
     }
 }
@@ -504,15 +570,27 @@ impl ServingStore for ServingDb {
         Ok(())
     }
 
-    async fn movies(&self, filter: &MovieFilter, sort: MovieSort, page: Page) -> Result<(Vec<MovieRow>, u64)> {
+    async fn movies(
+        &self,
+        filter: &MovieFilter,
+        sort: MovieSort,
+        page: Page,
+    ) -> Result<(Vec<MovieRow>, u64)> {
         let (conditions, binds) = self.conditions(filter, "");
-        let total = self.count(&format!("SELECT COUNT(*) FROM app_movie{conditions}"), &binds).await?;
+        let total = self
+            .count(
+                &format!("SELECT COUNT(*) FROM app_movie{conditions}"),
+                &binds,
+            )
+            .await?;
         let sql = format!(
             "SELECT {} FROM app_movie{conditions} ORDER BY {} LIMIT ? OFFSET ?",
             movie_columns(""),
             sort.order_by()
         );
-        let rows = self.fetch(&sql, &binds, &[i(page.page_size), page.offset()]).await?;
+        let rows = self
+            .fetch(&sql, &binds, &[i(page.page_size), page.offset()])
+            .await?;
         let movies = rows
             .iter()
             .map(movie_row)
@@ -522,7 +600,10 @@ impl ServingStore for ServingDb {
     }
 
     async fn movie(&self, movie_id: u64) -> Result<Option<(MovieRow, Option<TopRow>)>> {
-        let sql = format!("SELECT {} FROM app_movie WHERE movie_id = ?", movie_columns(""));
+        let sql = format!(
+            "SELECT {} FROM app_movie WHERE movie_id = ?",
+            movie_columns("")
+        );
         let rows = self.fetch(&sql, &[Bind::Int(i(movie_id))], &[]).await?;
         let Some(row) = rows.first() else {
             return Ok(None);
@@ -534,20 +615,28 @@ impl ServingStore for ServingDb {
             movie_columns("m.")
         );
         let rows = self.fetch(&sql, &[Bind::Int(i(movie_id))], &[]).await?;
-        let top = rows.first().map(top_row).transpose().context(|| "cannot decode a recommendation".into())?;
+        let top = rows
+            .first()
+            .map(top_row)
+            .transpose()
+            .context(|| "cannot decode a recommendation".into())?;
         Ok(Some((movie, top)))
     }
 
     async fn top(&self, filter: &MovieFilter, page: Page) -> Result<(Vec<TopRow>, u64)> {
         let (conditions, binds) = self.conditions(filter, "m.");
         let from = "FROM app_recommendationdata r JOIN app_movie m ON m.movie_id = r.movie_id_ref";
-        let total = self.count(&format!("SELECT COUNT(*) {from}{conditions}"), &binds).await?;
+        let total = self
+            .count(&format!("SELECT COUNT(*) {from}{conditions}"), &binds)
+            .await?;
         let sql = format!(
             "SELECT r.list_position, r.recommendation_score, r.popularity_score, r.genre_match_score, {} \
              {from}{conditions} ORDER BY r.list_position LIMIT ? OFFSET ?",
             movie_columns("m.")
         );
-        let rows = self.fetch(&sql, &binds, &[i(page.page_size), page.offset()]).await?;
+        let rows = self
+            .fetch(&sql, &binds, &[i(page.page_size), page.offset()])
+            .await?;
         let top = rows
             .iter()
             .map(top_row)
@@ -582,25 +671,52 @@ impl ServingStore for ServingDb {
 
     async fn stats(&self) -> Result<Stats> {
         let movies = self.count("SELECT COUNT(*) FROM app_movie", &[]).await?;
-        let rated_movies = self.count("SELECT COUNT(*) FROM app_movie WHERE rating_count > 0", &[]).await?;
-        let users = self.count("SELECT COUNT(*) FROM app_userfeatures", &[]).await?;
-        let recommendations = self.count("SELECT COUNT(*) FROM app_recommendationdata", &[]).await?;
+        let rated_movies = self
+            .count("SELECT COUNT(*) FROM app_movie WHERE rating_count > 0", &[])
+            .await?;
+        let users = self
+            .count("SELECT COUNT(*) FROM app_userfeatures", &[])
+            .await?;
+        let recommendations = self
+            .count("SELECT COUNT(*) FROM app_recommendationdata", &[])
+            .await?;
         let rows = self
-            .fetch("SELECT rating, rating_count FROM app_ratingdistribution ORDER BY rating", &[], &[])
+            .fetch(
+                "SELECT rating, rating_count FROM app_ratingdistribution ORDER BY rating",
+                &[],
+                &[],
+            )
             .await?;
         let rating_distribution: Vec<(f64, u64)> = rows
             .iter()
-            .map(|r| Ok((r.try_get("rating")?, r.try_get::<i64, _>("rating_count")? as u64)))
+            .map(|r| {
+                Ok((
+                    r.try_get("rating")?,
+                    r.try_get::<i64, _>("rating_count")? as u64,
+                ))
+            })
             .collect::<std::result::Result<_, sqlx::Error>>()
             .context(|| "cannot decode the rating distribution".into())?;
         let ratings: u64 = rating_distribution.iter().map(|(_, c)| c).sum();
         let average_rating = (ratings > 0).then(|| {
-            rating_distribution.iter().map(|(r, c)| r * *c as f64).sum::<f64>() / ratings as f64
+            rating_distribution
+                .iter()
+                .map(|(r, c)| r * *c as f64)
+                .sum::<f64>()
+                / ratings as f64
         });
-        let rows = self.fetch("SELECT genres FROM app_movie WHERE rating_count > 0", &[], &[]).await?;
+        let rows = self
+            .fetch(
+                "SELECT genres FROM app_movie WHERE rating_count > 0",
+                &[],
+                &[],
+            )
+            .await?;
         let mut genres: HashMap<String, u64> = HashMap::new();
         for row in &rows {
-            let text: String = row.try_get("genres").context(|| "cannot decode genres".into())?;
+            let text: String = row
+                .try_get("genres")
+                .context(|| "cannot decode genres".into())?;
             for genre in movierec_core::parse_genres(&text) {
                 *genres.entry(genre).or_default() += 1;
             }
@@ -623,7 +739,11 @@ impl ServingStore for ServingDb {
 
     async fn batch_runs(&self, limit: u64) -> Result<Vec<BatchRun>> {
         let rows = self
-            .fetch("SELECT * FROM app_batchrun ORDER BY id DESC LIMIT ?", &[], &[i(limit)])
+            .fetch(
+                "SELECT * FROM app_batchrun ORDER BY id DESC LIMIT ?",
+                &[],
+                &[i(limit)],
+            )
             .await?;
         rows.iter()
             .map(batch_run)

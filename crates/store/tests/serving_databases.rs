@@ -2,8 +2,12 @@
 //! PostgreSQL. MySQL and PostgreSQL come from real servers: `scripts/test.sh`
 //! starts them and sets MOVIEREC_TEST_MYSQL_URL / MOVIEREC_TEST_POSTGRES_URL.
 
-use movierec_core::{BayesianParams, EventTime, FeatureAccumulator, Movie, Rating, bayesian_top_n, MovieCounts};
-use movierec_store::{BatchRun, MovieFilter, MovieSort, Page, PublishInput, ServingDb, ServingStore};
+use movierec_core::{
+    BayesianParams, EventTime, FeatureAccumulator, Movie, MovieCounts, Rating, bayesian_top_n,
+};
+use movierec_store::{
+    BatchRun, MovieFilter, MovieSort, Page, PublishInput, ServingDb, ServingStore,
+};
 use sqlx::Connection;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -29,7 +33,9 @@ async fn fresh_server_db(env_var: &str) -> (String, String) {
     } else {
         format!("{server}/mysql")
     };
-    let mut admin = sqlx::AnyConnection::connect(&admin_url).await.expect("connect to the test server");
+    let mut admin = sqlx::AnyConnection::connect(&admin_url)
+        .await
+        .expect("connect to the test server");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
         .await
@@ -55,7 +61,11 @@ fn acc(ratings: &[f64], last: i64) -> FeatureAccumulator {
 
 async fn exercise(db: ServingDb) {
     let movies = vec![
-        movie(1, "Toy Story (1995)", "Adventure|Animation|Children|Comedy|Fantasy"),
+        movie(
+            1,
+            "Toy Story (1995)",
+            "Adventure|Animation|Children|Comedy|Fantasy",
+        ),
         movie(2, "Jumanji (1995)", "Adventure|Children|Fantasy"),
         movie(3, "100% Kid_Movie 'Quoted' (2001)", "Comedy"),
         movie(4, "No Year Documentary", "Documentary"),
@@ -72,9 +82,19 @@ async fn exercise(db: ServingDb) {
     let user_features = vec![(7, acc(&[4.0, 2.5], 1_300_000_000_000))];
     let counts: Vec<MovieCounts> = movie_features
         .iter()
-        .map(|(id, a)| MovieCounts { movie_id: *id, count: a.count, sum_half: a.sum_half })
+        .map(|(id, a)| MovieCounts {
+            movie_id: *id,
+            count: a.count,
+            sum_half: a.sum_half,
+        })
         .collect();
-    let top = bayesian_top_n(&counts, BayesianParams { min_ratings: 3, top_n: 10 });
+    let top = bayesian_top_n(
+        &counts,
+        BayesianParams {
+            min_ratings: 3,
+            top_n: 10,
+        },
+    );
     let mut histogram = [0u64; 11];
     histogram[8] = 5;
     histogram[10] = 3;
@@ -90,65 +110,150 @@ async fn exercise(db: ServingDb) {
     db.ping().await.unwrap();
 
     // Top list: exact scores, ranks in order, filters.
-    let page = Page { page: 1, page_size: 10 };
+    let page = Page {
+        page: 1,
+        page_size: 10,
+    };
     let (rows, total) = db.top(&MovieFilter::default(), page).await.unwrap();
     assert_eq!(total, top.movies.len() as u64);
     for (row, expected) in rows.iter().zip(&top.movies) {
         assert_eq!(row.movie_id, expected.movie_id);
-        assert_eq!(row.recommendation_score.to_bits(), expected.score.to_bits(), "scores are stored exactly");
+        assert_eq!(
+            row.recommendation_score.to_bits(),
+            expected.score.to_bits(),
+            "scores are stored exactly"
+        );
     }
-    assert_eq!(rows.iter().map(|r| r.rank).collect::<Vec<_>>(), (1..=rows.len() as u64).collect::<Vec<_>>());
-    assert_eq!(rows[0].popularity_score, 1.0, "the most-rated movie has popularity 1");
+    assert_eq!(
+        rows.iter().map(|r| r.rank).collect::<Vec<_>>(),
+        (1..=rows.len() as u64).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        rows[0].popularity_score, 1.0,
+        "the most-rated movie has popularity 1"
+    );
     let (children, _) = db
-        .top(&MovieFilter { genre: Some("children".into()), ..Default::default() }, page)
+        .top(
+            &MovieFilter {
+                genre: Some("children".into()),
+                ..Default::default()
+            },
+            page,
+        )
         .await
         .unwrap();
     let ids: Vec<u64> = children.iter().map(|r| r.movie_id).collect();
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&1) && ids.contains(&2));
-    let (paged, total) = db.top(&MovieFilter::default(), Page { page: 2, page_size: 2 }).await.unwrap();
+    let (paged, total) = db
+        .top(
+            &MovieFilter::default(),
+            Page {
+                page: 2,
+                page_size: 2,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(total, 5);
     assert_eq!(paged[0].rank, 3);
 
     // Movies: search is literal (LIKE wildcards and quotes are data), genres exact.
     let (rows, total) = db
-        .movies(&MovieFilter { q: Some("100% kid_".into()), ..Default::default() }, MovieSort::Id, page)
+        .movies(
+            &MovieFilter {
+                q: Some("100% kid_".into()),
+                ..Default::default()
+            },
+            MovieSort::Id,
+            page,
+        )
         .await
         .unwrap();
     assert_eq!((total, rows[0].movie_id), (1, 3));
     for probe in ["%", "_", "' OR '1'='1", "\"; DROP TABLE app_movie; --", "!"] {
         let (rows, _) = db
-            .movies(&MovieFilter { q: Some(probe.into()), ..Default::default() }, MovieSort::Id, page)
+            .movies(
+                &MovieFilter {
+                    q: Some(probe.into()),
+                    ..Default::default()
+                },
+                MovieSort::Id,
+                page,
+            )
             .await
             .unwrap();
-        assert!(rows.iter().all(|r| r.title.to_lowercase().contains(&probe.to_lowercase())), "{probe}");
+        assert!(
+            rows.iter()
+                .all(|r| r.title.to_lowercase().contains(&probe.to_lowercase())),
+            "{probe}"
+        );
         let (rows, _) = db
-            .movies(&MovieFilter { genre: Some(probe.into()), ..Default::default() }, MovieSort::Id, page)
+            .movies(
+                &MovieFilter {
+                    genre: Some(probe.into()),
+                    ..Default::default()
+                },
+                MovieSort::Id,
+                page,
+            )
             .await
             .unwrap();
         assert!(rows.is_empty(), "{probe}");
     }
     let (rows, _) = db
-        .movies(&MovieFilter { q: Some("café".into()), ..Default::default() }, MovieSort::Id, page)
+        .movies(
+            &MovieFilter {
+                q: Some("café".into()),
+                ..Default::default()
+            },
+            MovieSort::Id,
+            page,
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
     let (rows, total) = db
-        .movies(&MovieFilter { genre: Some("Drama".into()), ..Default::default() }, MovieSort::Id, page)
+        .movies(
+            &MovieFilter {
+                genre: Some("Drama".into()),
+                ..Default::default()
+            },
+            MovieSort::Id,
+            page,
+        )
         .await
         .unwrap();
-    assert_eq!((total, rows.iter().map(|r| r.movie_id).collect::<Vec<_>>()), (2, vec![5, 6]));
-    let (rows, _) = db.movies(&MovieFilter::default(), MovieSort::YearDesc, page).await.unwrap();
-    assert_eq!(rows.iter().map(|r| r.movie_id).collect::<Vec<_>>(), vec![6, 3, 5, 1, 2, 4], "no year sorts last");
+    assert_eq!(
+        (total, rows.iter().map(|r| r.movie_id).collect::<Vec<_>>()),
+        (2, vec![5, 6])
+    );
+    let (rows, _) = db
+        .movies(&MovieFilter::default(), MovieSort::YearDesc, page)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.movie_id).collect::<Vec<_>>(),
+        vec![6, 3, 5, 1, 2, 4],
+        "no year sorts last"
+    );
     let (rows, _) = db
         .movies(
-            &MovieFilter { year_from: Some(1996), year_to: Some(2005), min_count: Some(1), ..Default::default() },
+            &MovieFilter {
+                year_from: Some(1996),
+                year_to: Some(2005),
+                min_count: Some(1),
+                ..Default::default()
+            },
             MovieSort::RatingDesc,
             page,
         )
         .await
         .unwrap();
-    assert_eq!(rows.iter().map(|r| r.movie_id).collect::<Vec<_>>(), vec![5, 3]);
+    assert_eq!(
+        rows.iter().map(|r| r.movie_id).collect::<Vec<_>>(),
+        vec![5, 3]
+    );
 
     // One movie, with and without a recommendation; features exact.
     let (toy, rec) = db.movie(1).await.unwrap().unwrap();
@@ -168,12 +273,21 @@ async fn exercise(db: ServingDb) {
     assert!(db.user_features(8).await.unwrap().is_none());
 
     let stats = db.stats().await.unwrap();
-    assert_eq!((stats.movies, stats.rated_movies, stats.users, stats.ratings), (6, 5, 1, 8));
+    assert_eq!(
+        (stats.movies, stats.rated_movies, stats.users, stats.ratings),
+        (6, 5, 1, 8)
+    );
     assert_eq!(stats.average_rating, Some((5.0 * 4.0 + 3.0 * 5.0) / 8.0));
     assert_eq!(stats.top_genres[0], ("Adventure".to_string(), 2));
 
     // Re-publishing replaces the list: nothing of the old one remains.
-    let smaller = bayesian_top_n(&counts, BayesianParams { min_ratings: 3, top_n: 2 });
+    let smaller = bayesian_top_n(
+        &counts,
+        BayesianParams {
+            min_ratings: 3,
+            top_n: 2,
+        },
+    );
     db.publish(PublishInput {
         movies: &movies,
         movie_features: &movie_features,
@@ -185,7 +299,11 @@ async fn exercise(db: ServingDb) {
     .unwrap();
     let (rows, total) = db.top(&MovieFilter::default(), page).await.unwrap();
     assert_eq!((rows.len(), total), (2, 2));
-    assert_eq!(db.stats().await.unwrap().movies, 6, "movies are upserted, not duplicated");
+    assert_eq!(
+        db.stats().await.unwrap().movies,
+        6,
+        "movies are upserted, not duplicated"
+    );
 
     let run = BatchRun {
         started_at: "2026-11-22T10:00:00Z".into(),
@@ -203,9 +321,13 @@ async fn exercise(db: ServingDb) {
         error: None,
     };
     db.record_run(&run).await.unwrap();
-    db.record_run(&BatchRun { status: "failed".into(), error: Some("boom".into()), ..run.clone() })
-        .await
-        .unwrap();
+    db.record_run(&BatchRun {
+        status: "failed".into(),
+        error: Some("boom".into()),
+        ..run.clone()
+    })
+    .await
+    .unwrap();
     let runs = db.batch_runs(10).await.unwrap();
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0].error.as_deref(), Some("boom"), "newest first");
@@ -228,7 +350,9 @@ async fn mysql() {
     let (url, _) = fresh_server_db("MOVIEREC_TEST_MYSQL_URL").await;
     let db = ServingDb::connect(&url).await.unwrap();
     exercise(db).await;
-    ServingDb::connect(&url).await.expect("migrations are idempotent");
+    ServingDb::connect(&url)
+        .await
+        .expect("migrations are idempotent");
 }
 
 #[tokio::test]
@@ -236,7 +360,9 @@ async fn postgres() {
     let (url, _) = fresh_server_db("MOVIEREC_TEST_POSTGRES_URL").await;
     let db = ServingDb::connect(&url).await.unwrap();
     exercise(db).await;
-    ServingDb::connect(&url).await.expect("migrations are idempotent");
+    ServingDb::connect(&url)
+        .await
+        .expect("migrations are idempotent");
 }
 
 #[tokio::test]
@@ -245,6 +371,9 @@ async fn unreachable_database_is_named() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(error.contains("postgres://app:***@127.0.0.1:1/none"), "{error}");
+    assert!(
+        error.contains("postgres://app:***@127.0.0.1:1/none"),
+        "{error}"
+    );
     assert!(!error.contains("secret"));
 }

@@ -8,7 +8,9 @@ use std::process::{Command, Output};
 pub fn movielens(name: &str) -> PathBuf {
     let root = std::env::var_os("MOVIEREC_MOVIELENS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/movielens"));
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/movielens")
+        });
     let dir = root.join(name);
     assert!(
         dir.is_dir(),
@@ -44,7 +46,11 @@ pub fn run_ok(command: &mut Command) -> Output {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// An independent Bayesian top-N, written the plain way: latest rating per
@@ -65,7 +71,10 @@ pub fn reference_top(ratings: &[(u64, u64, f64, i64)], m: u64, n: usize) -> Vec<
         e.0 += rating;
         e.1 += 1;
     }
-    let means: Vec<(u64, f64, u64)> = per_movie.iter().map(|(&id, &(sum, v))| (id, sum / v as f64, v)).collect();
+    let means: Vec<(u64, f64, u64)> = per_movie
+        .iter()
+        .map(|(&id, &(sum, v))| (id, sum / v as f64, v))
+        .collect();
     let c = means.iter().map(|(_, r, _)| r).sum::<f64>() / means.len() as f64;
     let mf = m as f64;
     let mut scored: Vec<(u64, f64)> = means
@@ -95,14 +104,22 @@ pub fn read_ratings(dir: &Path) -> Vec<(u64, u64, f64, i64)> {
         .filter(|l| !l.is_empty())
         .map(|line| {
             let f: Vec<&str> = line.split(sep).collect();
-            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap(), f[3].parse().unwrap())
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
         })
         .collect()
 }
 
 /// The published list, read straight from the serving SQLite file.
 pub fn published_top(db: &Path) -> Vec<(u64, f64)> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         use sqlx::{Connection, Row};
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
@@ -120,7 +137,13 @@ pub fn assert_same_top(got: &[(u64, f64)], expected: &[(u64, f64)]) {
     assert_eq!(got.len(), expected.len(), "list length");
     for (rank, (g, e)) in got.iter().zip(expected).enumerate() {
         assert_eq!(g.0, e.0, "movie at rank {}", rank + 1);
-        assert!((g.1 - e.1).abs() <= 1e-9, "score at rank {}: {} vs {}", rank + 1, g.1, e.1);
+        assert!(
+            (g.1 - e.1).abs() <= 1e-9,
+            "score at rank {}: {} vs {}",
+            rank + 1,
+            g.1,
+            e.1
+        );
     }
 }
 
