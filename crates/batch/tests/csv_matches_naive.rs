@@ -18,6 +18,8 @@ impl Lcg {
 }
 
 type Line = (u64, u64, u8, i64);
+/// Per user: (count, sum in half stars, newest ms); per movie: (count, sum).
+type Naive = (BTreeMap<u64, (u64, u64, i64)>, BTreeMap<u64, (u64, u64)>);
 
 fn lines(grouped: bool) -> Vec<Line> {
     let mut rng = Lcg(7);
@@ -39,7 +41,7 @@ fn lines(grouped: bool) -> Vec<Line> {
     out
 }
 
-fn naive(lines: &[Line]) -> (BTreeMap<u64, (u64, u64, i64)>, BTreeMap<u64, (u64, u64)>) {
+fn naive(lines: &[Line]) -> Naive {
     let mut latest: HashMap<(u64, u64), (i64, u8)> = HashMap::new();
     for &(user, movie, half, ts) in lines {
         let entry = latest.entry((user, movie)).or_insert((ts, half));
