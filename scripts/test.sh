@@ -36,29 +36,29 @@ pg_port=$(free_port)
 mkdir -p "$work/pg" "$work/pgsock"
 chown postgres:postgres "$work/pg" "$work/pgsock"
 su postgres -s /bin/sh -c "/usr/lib/postgresql/15/bin/initdb -D '$work/pg' -U postgres --auth=trust >/dev/null"
-su postgres -s /bin/sh -c "/usr/lib/postgresql/15/bin/pg_ctl -D '$work/pg' -l '$work/pg.log' -w -t 60 \
+su postgres -s /bin/sh -c "/usr/lib/postgresql/15/bin/pg_ctl -D '$work/pg' -l '$work/pgsock/pg.log' -w -t 60 \
   -o \"-c listen_addresses=127.0.0.1 -p $pg_port -k $work/pgsock -c fsync=off\" start" >/dev/null \
-  || { echo "PostgreSQL did not start:"; tail -20 "$work/pg.log"; exit 1; }
+  || { echo "PostgreSQL did not start:"; tail -20 "$work/pgsock/pg.log"; exit 1; }
 pg_pid=started
 export MOVIEREC_TEST_POSTGRES_URL="postgres://postgres:postgres@127.0.0.1:$pg_port/postgres"
 
 section "Starting MariaDB on 127.0.0.1"
 maria_port=$(free_port)
-mkdir -p "$work/maria"
-chown mysql:mysql "$work/maria"
+mkdir -p "$work/maria" "$work/maria-run"
+chown mysql:mysql "$work/maria" "$work/maria-run"
 mariadb-install-db --user=mysql --datadir="$work/maria" --auth-root-authentication-method=normal \
   --skip-test-db >"$work/maria-install.log" 2>&1 || { tail -20 "$work/maria-install.log"; exit 1; }
-mariadbd --user=mysql --datadir="$work/maria" --socket="$work/maria.sock" --port="$maria_port" \
-  --bind-address=127.0.0.1 --pid-file="$work/maria.pid" --innodb-flush-log-at-trx-commit=0 \
+mariadbd --user=mysql --datadir="$work/maria" --socket="$work/maria-run/maria.sock" --port="$maria_port" \
+  --bind-address=127.0.0.1 --pid-file="$work/maria-run/maria.pid" --innodb-flush-log-at-trx-commit=0 \
   >"$work/maria.log" 2>&1 &
 maria_pid=$!
 for _ in $(seq 1 150); do
-  mariadb-admin --socket="$work/maria.sock" -uroot ping --silent >/dev/null 2>&1 && break
+  mariadb-admin --socket="$work/maria-run/maria.sock" -uroot ping --silent >/dev/null 2>&1 && break
   sleep 0.2
 done
-mariadb-admin --socket="$work/maria.sock" -uroot ping --silent >/dev/null 2>&1 \
+mariadb-admin --socket="$work/maria-run/maria.sock" -uroot ping --silent >/dev/null 2>&1 \
   || { echo "MariaDB did not start:"; tail -20 "$work/maria.log"; exit 1; }
-mariadb --socket="$work/maria.sock" -uroot -e "CREATE USER 'movierec'@'127.0.0.1' IDENTIFIED BY 'movierec';
+mariadb --socket="$work/maria-run/maria.sock" -uroot -e "CREATE USER 'movierec'@'127.0.0.1' IDENTIFIED BY 'movierec';
   GRANT ALL PRIVILEGES ON *.* TO 'movierec'@'127.0.0.1' WITH GRANT OPTION;"
 export MOVIEREC_TEST_MYSQL_URL="mysql://movierec:movierec@127.0.0.1:$maria_port"
 
