@@ -13,7 +13,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
-python3 -c 'import pyspark' 2>/dev/null || pip install -q pyspark==4.3.0 'pandas<3'
+python3 -c 'import pyspark' 2>/dev/null || pip install -q pyspark==4.3.0
 cargo build --release -p movierec
 bin=target/release/movierec
 data=bench/out/data-$ratings

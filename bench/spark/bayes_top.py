@@ -5,6 +5,7 @@ python bench/spark/bayes_top.py --ratings ratings.csv --out DIR [--master local[
 Writes DIR/top-movies.csv, DIR/movie-features.csv, DIR/user-features.csv.
 """
 import argparse
+import csv
 import os
 import time
 
@@ -59,15 +60,19 @@ top = (
     .withColumn("score", weighted)
     .orderBy(F.desc("score"), F.asc("movieId"))
     .limit(args.top_n)
-    .toPandas()
+    .collect()
 )
 os.makedirs(args.out, exist_ok=True)
-top.insert(0, "rank", range(1, len(top) + 1))
-top.rename(columns={"movieId": "movie_id"})[["rank", "movie_id", "score", "avg_rating", "rating_count"]].to_csv(
-    os.path.join(args.out, "top-movies.csv"), index=False, float_format="%.17g")
+with open(os.path.join(args.out, "top-movies.csv"), "w", newline="") as f:
+    out = csv.writer(f)
+    out.writerow(["rank", "movie_id", "score", "avg_rating", "rating_count"])
+    for rank, r in enumerate(top, 1):
+        out.writerow([rank, r["movieId"], repr(r["score"]), repr(r["avg_rating"]), r["rating_count"]])
 for name, frame, key in [("movie-features.csv", movie_stats, "movieId"), ("user-features.csv", user_stats, "userId")]:
-    pdf = frame.orderBy(key).toPandas()
-    pdf.rename(columns={key: key.replace("Id", "_id")}).to_csv(
-        os.path.join(args.out, name), index=False, float_format="%.17g")
+    with open(os.path.join(args.out, name), "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow([key.replace("Id", "_id"), "avg_rating", "rating_count", "std_dev", "last_update"])
+        for r in frame.orderBy(key).toLocalIterator():
+            out.writerow([r[key], repr(r["avg_rating"]), r["rating_count"], repr(r["std_dev"]), r["last_update"]])
 spark.stop()
 print(f"spark job done in {time.time() - started:.1f}s (C = {mean_rating})")
