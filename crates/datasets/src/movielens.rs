@@ -1,5 +1,10 @@
-//! Streaming readers for the MovieLens layouts. Rows come out in file order;
-//! the caller resolves re-ratings.
+//! Streaming readers for every MovieLens layout GroupLens has published.
+//!
+//! Ratings are streamed line by line (ml-32m has 32 million of them), so
+//! memory stays flat whatever the size; rows come out in file order and the
+//! caller resolves re-ratings. Bad lines are counted and skipped by default
+//! because one stray line should not sink a 32-million-row import, while
+//! `strict` turns the first one into an error for pipelines that must be exact.
 
 use crate::{DatasetError, io_error};
 use movierec_core::{EventTime, Movie, Rating};
@@ -19,16 +24,27 @@ pub enum Layout {
 }
 
 impl Layout {
-    fn files(self) -> (&'static str, &'static str) {
+    /// Detection order: the newest layout first, as it is the most common.
+    const ALL: [Layout; 3] = [Layout::Csv, Layout::Dat, Layout::Ml100k];
+
+    pub fn ratings_file(self) -> &'static str {
         match self {
-            Self::Csv => ("ratings.csv", "movies.csv"),
-            Self::Dat => ("ratings.dat", "movies.dat"),
-            Self::Ml100k => ("u.data", "u.item"),
+            Self::Csv => "ratings.csv",
+            Self::Dat => "ratings.dat",
+            Self::Ml100k => "u.data",
+        }
+    }
+
+    pub fn movies_file(self) -> &'static str {
+        match self {
+            Self::Csv => "movies.csv",
+            Self::Dat => "movies.dat",
+            Self::Ml100k => "u.item",
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RatingRow {
     pub user_id: u64,
     pub movie_id: u64,
@@ -36,9 +52,11 @@ pub struct RatingRow {
     pub timestamp: EventTime,
 }
 
+/// Where and why a line was rejected, so the user can open the file at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Malformed {
     pub file: PathBuf,
+    /// 1-based, counting the header.
     pub line: u64,
     pub reason: String,
 }
@@ -51,13 +69,16 @@ impl fmt::Display for Malformed {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadReport {
+    /// Rows handed to the callback.
     pub rows: u64,
+    /// Lines skipped as malformed (all of them, not only those kept below).
     pub malformed: u64,
-    /// The first few malformed lines, for the summary.
+    /// The first few malformed lines: enough to diagnose, bounded in memory.
     pub first_malformed: Vec<Malformed>,
 }
 
-const REPORTED: usize = 10;
+/// How many malformed lines a report keeps in full.
+pub const REPORTED_MALFORMED: usize = 10;
 
 impl ReadReport {
     fn reject(
@@ -76,36 +97,61 @@ impl ReadReport {
             return Err(DatasetError::Malformed(malformed));
         }
         self.malformed += 1;
-        if self.first_malformed.len() < REPORTED {
+        if self.first_malformed.len() < REPORTED_MALFORMED {
             self.first_malformed.push(malformed);
         }
         Ok(())
     }
+
+    fn record<T>(
+        &mut self,
+        parsed: Result<T, String>,
+        file: &Path,
+        line: u64,
+        strict: bool,
+        on_row: &mut impl FnMut(T),
+    ) -> Result<(), DatasetError> {
+        match parsed {
+            Ok(row) => {
+                self.rows += 1;
+                on_row(row);
+                Ok(())
+            }
+            Err(reason) => self.reject(file, line, reason, strict),
+        }
+    }
 }
 
+/// Tells the layouts apart by their ratings file, the one every release has.
 pub fn detect_layout(dir: &Path) -> Result<Layout, DatasetError> {
-    [Layout::Csv, Layout::Dat, Layout::Ml100k]
+    Layout::ALL
         .into_iter()
-        .find(|layout| dir.join(layout.files().0).is_file())
+        .find(|layout| dir.join(layout.ratings_file()).is_file())
         .ok_or_else(|| DatasetError::UnknownLayout {
             dir: dir.to_path_buf(),
         })
 }
 
+/// The ratings file's size, to size a progress bar fed by `read_ratings`.
 pub fn ratings_file_size(dir: &Path, layout: Layout) -> Result<u64, DatasetError> {
-    let path = dir.join(layout.files().0);
+    let path = dir.join(layout.ratings_file());
     Ok(std::fs::metadata(&path).map_err(io_error(&path))?.len())
 }
 
-/// UTF-8 when valid, Latin-1 otherwise (ml-1m and ml-100k are Latin-1).
+/// UTF-8 when valid, Latin-1 otherwise: ml-1m and ml-100k are Latin-1 while
+/// ml-10m is UTF-8, and every Latin-1 byte sequence decodes, so nothing is lost.
 fn decode(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(text) => text.to_string(),
-        Err(_) => bytes.iter().map(|&b| b as char).collect(),
+        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
     }
 }
 
-/// Calls `on_line(line_number, bytes)` for every line without its line end.
+/// How often `read_ratings` reports progress.
+const PROGRESS_EVERY: u64 = 1 << 20;
+
+/// Calls `on_line(line_number, bytes)` for every line, without its line end
+/// or a leading byte-order mark, reusing one buffer for the whole file.
 fn for_each_line(
     path: &Path,
     mut on_progress: impl FnMut(u64),
@@ -128,8 +174,12 @@ fn for_each_line(
         while matches!(buffer.last(), Some(b'\n' | b'\r')) {
             buffer.pop();
         }
-        on_line(number, &buffer)?;
-        if bytes - reported >= 1 << 20 {
+        let line = match number {
+            1 => buffer.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buffer),
+            _ => &buffer,
+        };
+        on_line(number, line)?;
+        if bytes - reported >= PROGRESS_EVERY {
             on_progress(bytes);
             reported = bytes;
         }
@@ -146,13 +196,27 @@ fn parse_id(text: &str, name: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{name} `{text}` is not a positive integer"))
 }
 
-fn parse_rating_fields(fields: &[&str]) -> Result<RatingRow, String> {
-    if fields.len() != 4 {
-        return Err(format!(
-            "expected 4 fields (user, movie, rating, timestamp), found {}",
-            fields.len()
-        ));
+/// The four rating fields, or how many there were; no allocation per line.
+fn four_fields<'a>(mut fields: impl Iterator<Item = &'a str>) -> Result<[&'a str; 4], usize> {
+    let mut out = [""; 4];
+    for (index, slot) in out.iter_mut().enumerate() {
+        *slot = fields.next().ok_or(index)?;
     }
+    match fields.count() {
+        0 => Ok(out),
+        extra => Err(4 + extra),
+    }
+}
+
+fn parse_rating_line(line: &str, layout: Layout) -> Result<RatingRow, String> {
+    let fields = match layout {
+        Layout::Csv => four_fields(line.split(',')),
+        Layout::Dat => four_fields(line.split("::")),
+        Layout::Ml100k => four_fields(line.split('\t')),
+    }
+    .map_err(|found| {
+        format!("expected 4 fields (user, movie, rating, timestamp), found {found}")
+    })?;
     Ok(RatingRow {
         user_id: parse_id(fields[0], "user id")?,
         movie_id: parse_id(fields[1], "movie id")?,
@@ -161,6 +225,8 @@ fn parse_rating_fields(fields: &[&str]) -> Result<RatingRow, String> {
     })
 }
 
+/// Streams the ratings in file order. `on_progress` gets the bytes read so
+/// far about every MiB and once at the end.
 pub fn read_ratings(
     dir: &Path,
     layout: Layout,
@@ -168,33 +234,21 @@ pub fn read_ratings(
     on_progress: impl FnMut(u64),
     mut on_rating: impl FnMut(RatingRow),
 ) -> Result<ReadReport, DatasetError> {
-    let path = dir.join(layout.files().0);
+    let path = dir.join(layout.ratings_file());
     let mut report = ReadReport::default();
     for_each_line(&path, on_progress, |number, bytes| {
-        if bytes.is_empty()
-            || (layout == Layout::Csv && number == 1 && bytes.starts_with(b"userId"))
-        {
+        let is_header = layout == Layout::Csv && number == 1 && bytes.starts_with(b"userId");
+        if bytes.is_empty() || is_header {
             return Ok(());
         }
         let parsed = match std::str::from_utf8(bytes) {
-            Err(_) => Err("line is not valid UTF-8".to_string()),
-            Ok(line) => {
-                let fields: Vec<&str> = match layout {
-                    Layout::Csv => line.split(',').collect(),
-                    Layout::Dat => line.split("::").collect(),
-                    Layout::Ml100k => line.split('\t').collect(),
-                };
-                parse_rating_fields(&fields)
-            }
+            Err(e) => Err(format!(
+                "line is not valid UTF-8 (byte {})",
+                e.valid_up_to() + 1
+            )),
+            Ok(line) => parse_rating_line(line, layout),
         };
-        match parsed {
-            Ok(row) => {
-                report.rows += 1;
-                on_rating(row);
-                Ok(())
-            }
-            Err(reason) => report.reject(&path, number, reason, strict),
-        }
+        report.record(parsed, &path, number, strict, &mut on_rating)
     })?;
     Ok(report)
 }
@@ -222,13 +276,15 @@ const ML100K_GENRES: [&str; 19] = [
     "Western",
 ];
 
+/// The names behind `u.item`'s flag columns, from `u.genre` (`name|index`
+/// lines) when it is there, since that file is what defines the columns.
 fn ml100k_genres(dir: &Path) -> Vec<String> {
     let from_file = std::fs::read(dir.join("u.genre")).ok().map(|bytes| {
         let mut named: Vec<(usize, String)> = decode(&bytes)
             .lines()
             .filter_map(|l| {
                 let (name, index) = l.rsplit_once('|')?;
-                Some((index.trim().parse().ok()?, name.to_string()))
+                Some((index.trim().parse().ok()?, name.trim().to_string()))
             })
             .collect();
         named.sort();
@@ -239,110 +295,130 @@ fn ml100k_genres(dir: &Path) -> Vec<String> {
         .unwrap_or_else(|| ML100K_GENRES.iter().map(|g| g.to_string()).collect())
 }
 
+fn parse_dat_movie(line: &str) -> Result<Movie, String> {
+    let fields: Vec<&str> = line.split("::").collect();
+    if fields.len() != 3 {
+        return Err(format!(
+            "expected 3 fields (MovieID::Title::Genres), found {}",
+            fields.len()
+        ));
+    }
+    parse_id(fields[0], "movie id").map(|id| Movie::new(id, fields[1], fields[2]))
+}
+
+/// `id|title|release date|video release date|IMDb URL|flag…`. The `unknown`
+/// genre becomes no genre, as `(no genres listed)` does in the CSV layout.
+fn parse_ml100k_movie(line: &str, genre_names: &[String]) -> Result<Movie, String> {
+    let fields: Vec<&str> = line.split('|').collect();
+    let expected = 5 + genre_names.len();
+    if fields.len() < expected {
+        return Err(format!(
+            "expected {expected} fields (id|title|release date|video release date|IMDb URL|{} genre flags), found {}",
+            genre_names.len(),
+            fields.len()
+        ));
+    }
+    let id = parse_id(fields[0], "movie id")?;
+    let mut genres = Vec::new();
+    for (flag, name) in fields[5..expected].iter().zip(genre_names) {
+        match flag.trim() {
+            "0" => {}
+            "1" if name != "unknown" => genres.push(name.as_str()),
+            "1" => {}
+            other => return Err(format!("genre flag for {name} is `{other}`, not 0 or 1")),
+        }
+    }
+    let mut movie = Movie::new(id, fields[1], &genres.join("|"));
+    if movie.year.is_none() {
+        // Release dates look like `01-Jan-1995`.
+        movie.year = fields[2]
+            .rsplit('-')
+            .next()
+            .and_then(|y| y.trim().parse().ok())
+            .filter(|y| (1800..=2200).contains(y));
+    }
+    Ok(movie)
+}
+
+/// Reads every movie in file order.
 pub fn read_movies(
     dir: &Path,
     layout: Layout,
     strict: bool,
     mut on_movie: impl FnMut(Movie),
 ) -> Result<ReadReport, DatasetError> {
-    let path = dir.join(layout.files().1);
+    let path = dir.join(layout.movies_file());
     let mut report = ReadReport::default();
-    if layout == Layout::Csv {
-        let file = File::open(&path).map_err(io_error(&path))?;
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .from_reader(file);
-        for record in reader.byte_records() {
-            let (line, parsed) = match record {
-                Err(e) => (e.position().map_or(0, |p| p.line()), Err(e.to_string())),
-                Ok(record) => {
-                    let line = record.position().map_or(0, |p| p.line());
-                    let parsed = if record.len() != 3 {
-                        Err(format!(
-                            "expected 3 fields (movieId, title, genres), found {}",
-                            record.len()
-                        ))
-                    } else {
-                        std::str::from_utf8(&record[0])
-                            .map_err(|_| "movie id is not UTF-8".to_string())
-                            .and_then(|id| parse_id(id, "movie id"))
-                            .map(|id| Movie::new(id, &decode(&record[1]), &decode(&record[2])))
-                    };
-                    (line, parsed)
+    match layout {
+        Layout::Csv => read_csv_movies(&path, strict, &mut report, &mut on_movie)?,
+        Layout::Dat => for_each_line(
+            &path,
+            |_| {},
+            |number, bytes| {
+                if bytes.is_empty() {
+                    return Ok(());
                 }
-            };
-            match parsed {
-                Ok(movie) => {
-                    report.rows += 1;
-                    on_movie(movie);
-                }
-                Err(reason) => report.reject(&path, line, reason, strict)?,
-            }
+                let parsed = parse_dat_movie(&decode(bytes));
+                report.record(parsed, &path, number, strict, &mut on_movie)
+            },
+        )?,
+        Layout::Ml100k => {
+            let genre_names = ml100k_genres(dir);
+            for_each_line(
+                &path,
+                |_| {},
+                |number, bytes| {
+                    if bytes.is_empty() {
+                        return Ok(());
+                    }
+                    let parsed = parse_ml100k_movie(&decode(bytes), &genre_names);
+                    report.record(parsed, &path, number, strict, &mut on_movie)
+                },
+            )?
         }
-        return Ok(report);
     }
-    let genres_100k = (layout == Layout::Ml100k).then(|| ml100k_genres(dir));
-    for_each_line(
-        &path,
-        |_| {},
-        |number, bytes| {
-            if bytes.is_empty() {
-                return Ok(());
-            }
-            let line = decode(bytes);
-            let parsed = match &genres_100k {
-                None => {
-                    let fields: Vec<&str> = line.split("::").collect();
-                    if fields.len() != 3 {
-                        Err(format!(
-                            "expected 3 fields (MovieID::Title::Genres), found {}",
-                            fields.len()
-                        ))
-                    } else {
-                        parse_id(fields[0], "movie id")
-                            .map(|id| Movie::new(id, fields[1], fields[2]))
-                    }
-                }
-                Some(genre_names) => {
-                    let fields: Vec<&str> = line.split('|').collect();
-                    if fields.len() < 5 + genre_names.len() {
-                        Err(format!(
-                            "expected {} fields (id|title|release date|video date|url|genre flags), found {}",
-                            5 + genre_names.len(),
-                            fields.len()
-                        ))
-                    } else {
-                        parse_id(fields[0], "movie id").map(|id| {
-                            let genres: Vec<&str> = fields[5..5 + genre_names.len()]
-                                .iter()
-                                .zip(genre_names)
-                                .filter(|(flag, name)| {
-                                    flag.trim() == "1" && name.as_str() != "unknown"
-                                })
-                                .map(|(_, name)| name.as_str())
-                                .collect();
-                            let mut movie = Movie::new(id, fields[1], &genres.join("|"));
-                            if movie.year.is_none() {
-                                movie.year = fields[2]
-                                    .rsplit('-')
-                                    .next()
-                                    .and_then(|y| y.trim().parse().ok());
-                            }
-                            movie
-                        })
-                    }
-                }
-            };
-            match parsed {
-                Ok(movie) => {
-                    report.rows += 1;
-                    on_movie(movie);
-                    Ok(())
-                }
-                Err(reason) => report.reject(&path, number, reason, strict),
-            }
-        },
-    )?;
     Ok(report)
+}
+
+/// `movies.csv` needs a real CSV parser: titles are quoted when they hold
+/// commas (`"City of Lost Children, The (…) (1995)"`) and quotes are doubled.
+fn read_csv_movies(
+    path: &Path,
+    strict: bool,
+    report: &mut ReadReport,
+    on_movie: &mut impl FnMut(Movie),
+) -> Result<(), DatasetError> {
+    let file = File::open(path).map_err(io_error(path))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(BufReader::new(file));
+    for record in reader.byte_records() {
+        let (line, parsed) = match record {
+            Err(e) => {
+                if let csv::ErrorKind::Io(_) = e.kind() {
+                    return Err(DatasetError::Io {
+                        path: path.to_path_buf(),
+                        source: e.into(),
+                    });
+                }
+                (e.position().map_or(0, |p| p.line()), Err(e.to_string()))
+            }
+            Ok(record) => {
+                let line = record.position().map_or(0, |p| p.line());
+                let parsed = if record.len() != 3 {
+                    Err(format!(
+                        "expected 3 fields (movieId, title, genres), found {}",
+                        record.len()
+                    ))
+                } else {
+                    parse_id(&decode(&record[0]), "movie id")
+                        .map(|id| Movie::new(id, &decode(&record[1]), &decode(&record[2])))
+                };
+                (line, parsed)
+            }
+        };
+        report.record(parsed, path, line, strict, on_movie)?;
+    }
+    Ok(())
 }
