@@ -1,16 +1,24 @@
 //! MovieLens datasets: download them from GroupLens, read every layout
-//! GroupLens has published, and generate synthetic data in the same format.
+//! GroupLens has published, and generate synthetic data in the same format,
+//! so every later stage (import, batch, benchmarks) has one way in.
 
 pub mod download;
 pub mod movielens;
 pub mod synth;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+/// Every message names the file or URL involved and what was expected, as
+/// these errors end up in front of a user at a terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     #[error("cannot read {path}: {source}")]
     Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -19,7 +27,9 @@ pub enum DatasetError {
          ratings.dat and movies.dat (ml-1m, ml-10m) or u.data and u.item (ml-100k)"
     )]
     UnknownLayout { dir: PathBuf },
-    #[error("{0}")]
+    #[error(
+        "malformed line {0} (strict mode stops at the first one; without it such lines are counted and skipped)"
+    )]
     Malformed(movielens::Malformed),
     #[error("{0}")]
     Download(String),
@@ -27,8 +37,15 @@ pub enum DatasetError {
     Invalid(String),
 }
 
-pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
     move |source| DatasetError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub(crate) fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
+    move |source| DatasetError::Write {
         path: path.to_path_buf(),
         source,
     }
