@@ -1,75 +1,162 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs MariaDB and PostgreSQL
-# (Debian packages) if missing, starts throwaway servers on 127.0.0.1 on free
-# ports, runs fmt, clippy and every test, and stops the servers again.
+# The whole test suite, on a fresh machine (Debian 12, root):
+#   1. installs MariaDB and PostgreSQL 15 (Debian packages) if missing;
+#   2. starts a throwaway PostgreSQL cluster and a throwaway MariaDB server, each
+#      in its own temp folder, on free ports, on 127.0.0.1 only (never the
+#      system's default clusters);
+#   3. runs cargo fmt --check, cargo clippy -D warnings and cargo test;
+#   4. stops both servers (by PID) and removes their folders, whatever happens.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p movierec-core`).
+#
+# Exported for the tests (server URLs: each test creates and drops its own database):
+#   MOVIEREC_TEST_POSTGRES_URL  postgres://movierec:movierec@127.0.0.1:PORT/postgres
+#   MOVIEREC_TEST_MYSQL_URL     mysql://movierec:movierec@127.0.0.1:PORT
+#   MOVIEREC_MOVIELENS_DIR      kept if set, else <repo>/../shared/data/movielens
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$(pwd)
 
-section() { printf '\n== %s\n' "$*"; }
+section() { printf '\n==== %s\n' "$*"; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+cargo_bin=${CARGO_HOME:-${HOME:-/root}/.cargo}/bin
+[ -d "$cargo_bin" ] && case ":$PATH:" in *":$cargo_bin:"*) ;; *) PATH="$cargo_bin:$PATH" ;; esac
 
-section "Installing test services (MariaDB, PostgreSQL) if missing"
+PG_BIN=/usr/lib/postgresql/15/bin
+STARTUP_TIMEOUT_S=${MOVIEREC_TEST_STARTUP_TIMEOUT_S:-60}
+
+# ---------------------------------------------------------------------------
+section "Test services: installing what is missing (MariaDB, PostgreSQL 15)"
 missing=()
-command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
-[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
+command -v mariadbd >/dev/null 2>&1 && command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
+command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
+[ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pg_ctl" ] || missing+=(postgresql)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || die "missing ${missing[*]} and not root: install them first"
+  echo "installing: ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
+  # Debian starts the default services on install; this script never uses them.
+else
+  echo "already installed: mariadb-server, postgresql-15"
 fi
+id postgres >/dev/null 2>&1 || die "no 'postgres' system user (is the postgresql package installed?)"
+id mysql >/dev/null 2>&1 || die "no 'mysql' system user (is the mariadb-server package installed?)"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+# ---------------------------------------------------------------------------
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+as_postgres() { su postgres -s /bin/sh -c "$1"; }
 
 work=$(mktemp -d /tmp/movierec-test.XXXXXX)
-chmod 755 "$work"
-pg_pid=""; maria_pid=""
+chmod 755 "$work" # the postgres and mysql users must reach their folders below it
+pg_dir=$work/pg        # owned by postgres: data/, sockets, log
+maria_dir=$work/maria  # owned by mysql: data/, socket, pid, log
+pg_pid="" maria_pid=""
+
+stop_pid() { # pid, name: TERM, wait up to 30 s, then KILL
+  local pid=$1 name=$2 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  echo "$name (pid $pid) did not stop in 30 s: killing it" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+}
 cleanup() {
+  local rc=$?
   set +e
-  [ -n "$maria_pid" ] && kill "$maria_pid" 2>/dev/null && wait "$maria_pid" 2>/dev/null
-  [ -n "$pg_pid" ] && su postgres -s /bin/sh -c "/usr/lib/postgresql/15/bin/pg_ctl -D '$work/pg' -m fast -w stop" >/dev/null 2>&1
+  trap - EXIT INT TERM HUP
+  section "Stopping test services"
+  if [ -n "$maria_pid" ]; then stop_pid "$maria_pid" MariaDB; wait "$maria_pid" 2>/dev/null; echo "MariaDB (pid $maria_pid) stopped"; fi
+  if [ -n "$pg_pid" ]; then
+    # SIGINT = PostgreSQL's "fast" shutdown; falls back to KILL after 30 s.
+    kill -INT "$pg_pid" 2>/dev/null
+    for _ in $(seq 1 150); do kill -0 "$pg_pid" 2>/dev/null || break; sleep 0.2; done
+    stop_pid "$pg_pid" PostgreSQL
+    echo "PostgreSQL (pid $pg_pid) stopped"
+  fi
   rm -rf "$work"
+  echo "removed $work"
+  exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
-section "Starting PostgreSQL 15 on 127.0.0.1"
+# ---------------------------------------------------------------------------
+section "Starting PostgreSQL 15 (127.0.0.1, temp cluster)"
 pg_port=$(free_port)
-mkdir -p "$work/pg" "$work/pgsock"
-chown postgres:postgres "$work/pg" "$work/pgsock"
-su postgres -s /bin/sh -c "/usr/lib/postgresql/15/bin/initdb -D '$work/pg' -U postgres --auth=trust >/dev/null"
-su postgres -s /bin/sh -c "/usr/lib/postgresql/15/bin/pg_ctl -D '$work/pg' -l '$work/pgsock/pg.log' -w -t 60 \
-  -o \"-c listen_addresses=127.0.0.1 -p $pg_port -k $work/pgsock -c fsync=off\" start" >/dev/null \
-  || { echo "PostgreSQL did not start:"; tail -20 "$work/pgsock/pg.log"; exit 1; }
-pg_pid=started
-export MOVIEREC_TEST_POSTGRES_URL="postgres://postgres:postgres@127.0.0.1:$pg_port/postgres"
+mkdir -p "$pg_dir"
+printf 'movierec\n' >"$pg_dir/pwfile"
+chown -R postgres:postgres "$pg_dir"
+chmod 700 "$pg_dir"
+as_postgres "$PG_BIN/initdb -D '$pg_dir/data' -U movierec --pwfile='$pg_dir/pwfile' \
+  --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >'$pg_dir/initdb.log' 2>&1" \
+  || { tail -30 "$pg_dir/initdb.log"; die "PostgreSQL initdb failed (log above)"; }
+# -w waits until the server accepts connections; -t bounds the wait.
+if ! as_postgres "$PG_BIN/pg_ctl -D '$pg_dir/data' -l '$pg_dir/server.log' -w -t $STARTUP_TIMEOUT_S \
+  -o \"-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir -c fsync=off -c synchronous_commit=off \
+  -c full_page_writes=off -c max_connections=200\" start >/dev/null"; then
+  echo "--- PostgreSQL log (last 30 lines):"; tail -30 "$pg_dir/server.log" 2>/dev/null
+  [ -f "$pg_dir/data/postmaster.pid" ] && pg_pid=$(head -1 "$pg_dir/data/postmaster.pid")
+  die "PostgreSQL did not start on 127.0.0.1:$pg_port (log above; timeout ${STARTUP_TIMEOUT_S}s)"
+fi
+pg_pid=$(head -1 "$pg_dir/data/postmaster.pid")
+"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$pg_port" || die "PostgreSQL not ready on 127.0.0.1:$pg_port"
+echo "PostgreSQL pid $pg_pid on 127.0.0.1:$pg_port (data $pg_dir/data)"
+export MOVIEREC_TEST_POSTGRES_URL="postgres://movierec:movierec@127.0.0.1:$pg_port/postgres"
 
-section "Starting MariaDB on 127.0.0.1"
+# ---------------------------------------------------------------------------
+section "Starting MariaDB (127.0.0.1, temp datadir)"
 maria_port=$(free_port)
-mkdir -p "$work/maria" "$work/maria-run"
-chown mysql:mysql "$work/maria" "$work/maria-run"
-mariadb-install-db --user=mysql --datadir="$work/maria" --auth-root-authentication-method=normal \
-  --skip-test-db >"$work/maria-install.log" 2>&1 || { tail -20 "$work/maria-install.log"; exit 1; }
-mariadbd --user=mysql --datadir="$work/maria" --socket="$work/maria-run/maria.sock" --port="$maria_port" \
-  --bind-address=127.0.0.1 --pid-file="$work/maria-run/maria.pid" --innodb-flush-log-at-trx-commit=0 \
-  >"$work/maria.log" 2>&1 &
+mkdir -p "$maria_dir"
+chown mysql:mysql "$maria_dir"
+sock=$maria_dir/mariadb.sock
+# --no-defaults: ignore /etc/mysql (the system server's paths); settings are explicit here.
+mariadb-install-db --no-defaults --user=mysql --datadir="$maria_dir/data" \
+  --auth-root-authentication-method=normal --skip-test-db >"$maria_dir/install.log" 2>&1 \
+  || { tail -30 "$maria_dir/install.log"; die "mariadb-install-db failed (log above)"; }
+mariadbd --no-defaults --user=mysql --datadir="$maria_dir/data" --socket="$sock" \
+  --pid-file="$maria_dir/mariadb.pid" --log-error="$maria_dir/server.log" \
+  --port="$maria_port" --bind-address=127.0.0.1 --skip-networking=0 \
+  --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+  --innodb-flush-log-at-trx-commit=0 --innodb-buffer-pool-size=128M --max-connections=300 \
+  </dev/null >>"$maria_dir/server.log" 2>&1 &
 maria_pid=$!
-for _ in $(seq 1 150); do
-  mariadb-admin --socket="$work/maria-run/maria.sock" -uroot ping --silent >/dev/null 2>&1 && break
+deadline=$((SECONDS + STARTUP_TIMEOUT_S))
+until mariadb-admin --no-defaults --socket="$sock" -uroot ping >/dev/null 2>&1; do
+  if ! kill -0 "$maria_pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+    echo "--- MariaDB log (last 30 lines):"; tail -30 "$maria_dir/server.log" 2>/dev/null
+    kill -0 "$maria_pid" 2>/dev/null || die "MariaDB exited during startup (log above)"
+    die "MariaDB did not answer on its socket within ${STARTUP_TIMEOUT_S}s (log above)"
+  fi
   sleep 0.2
 done
-mariadb-admin --socket="$work/maria-run/maria.sock" -uroot ping --silent >/dev/null 2>&1 \
-  || { echo "MariaDB did not start:"; tail -20 "$work/maria.log"; exit 1; }
-mariadb --socket="$work/maria-run/maria.sock" -uroot -e "CREATE USER 'movierec'@'127.0.0.1' IDENTIFIED BY 'movierec';
-  GRANT ALL PRIVILEGES ON *.* TO 'movierec'@'127.0.0.1' WITH GRANT OPTION;"
+mariadb --no-defaults --socket="$sock" -uroot -e "
+  CREATE USER 'movierec'@'127.0.0.1' IDENTIFIED BY 'movierec';
+  GRANT ALL PRIVILEGES ON *.* TO 'movierec'@'127.0.0.1' WITH GRANT OPTION;
+  FLUSH PRIVILEGES;"
+mariadb --no-defaults -h 127.0.0.1 -P "$maria_port" -umovierec -pmovierec -e 'SELECT 1' >/dev/null \
+  || die "MariaDB: cannot log in as movierec over TCP 127.0.0.1:$maria_port"
+echo "MariaDB pid $maria_pid on 127.0.0.1:$maria_port (data $maria_dir/data)"
 export MOVIEREC_TEST_MYSQL_URL="mysql://movierec:movierec@127.0.0.1:$maria_port"
 
 export MOVIEREC_MOVIELENS_DIR="${MOVIEREC_MOVIELENS_DIR:-$repo/../shared/data/movielens}"
+[ -d "$MOVIEREC_MOVIELENS_DIR" ] || echo "note: $MOVIEREC_MOVIELENS_DIR does not exist (tests that need MovieLens may skip)"
+
+section "Test environment"
 env | grep '^MOVIEREC_' | sort
 
-section "cargo fmt --check"
+# ---------------------------------------------------------------------------
+section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-section "cargo clippy"
+section "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-section "cargo test"
+section "cargo test --workspace --all-targets $*"
 cargo test --workspace --all-targets "$@"
+
+section "All tests passed"
