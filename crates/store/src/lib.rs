@@ -39,6 +39,12 @@ pub enum StoreError {
     Invalid(String),
 }
 
+/// Ids and counts as SQL BIGINT: every id we accept fits (validation caps
+/// them at i64::MAX); saturate rather than wrap if one ever does not.
+pub(crate) fn db_int(value: u64) -> i64 {
+    value.min(i64::MAX as u64) as i64
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 pub(crate) trait Context<T> {

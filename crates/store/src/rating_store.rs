@@ -1,4 +1,4 @@
-use crate::{Context, RatingStore, Result, StoreError, StoredRating};
+use crate::{Context, RatingStore, Result, StoreError, StoredRating, db_int as to_i64};
 use async_trait::async_trait;
 use futures_util::stream::{BoxStream, StreamExt};
 use movierec_core::{EventTime, FeatureAccumulator, Movie, Rating};
@@ -75,10 +75,6 @@ impl SqliteRatingStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-fn to_i64(value: u64) -> i64 {
-    value.min(i64::MAX as u64) as i64
 }
 
 fn accumulator(

@@ -1,5 +1,5 @@
 use crate::dialect::redact;
-use crate::{Context, Dialect, Result, ServingStore, StoreError};
+use crate::{Context, Dialect, Result, ServingStore, StoreError, db_int as i};
 use async_trait::async_trait;
 use movierec_core::scoring::{genre_match_score, genre_shares, popularity_score};
 use movierec_core::{EventTime, FeatureAccumulator, Features, Movie, TopN};
@@ -166,25 +166,24 @@ pub struct PublishInput<'a> {
     pub histogram: &'a [u64; 11],
 }
 
-fn i(value: u64) -> i64 {
-    value.min(i64::MAX as u64) as i64
-}
+/// The `app_movie` columns the API reads and the batch writes; the key first.
+const MOVIE_COLUMNS: [&str; 8] = [
+    "movie_id",
+    "title",
+    "genres",
+    "year",
+    "avg_rating",
+    "rating_count",
+    "std_dev",
+    "last_update",
+];
 
 fn movie_columns(prefix: &str) -> String {
-    [
-        "movie_id",
-        "title",
-        "genres",
-        "year",
-        "avg_rating",
-        "rating_count",
-        "std_dev",
-        "last_update",
-    ]
-    .iter()
-    .map(|c| format!("{prefix}{c}"))
-    .collect::<Vec<_>>()
-    .join(", ")
+    MOVIE_COLUMNS
+        .iter()
+        .map(|c| format!("{prefix}{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn movie_row(row: &AnyRow) -> std::result::Result<MovieRow, sqlx::Error> {
@@ -369,21 +368,14 @@ impl ServingDb {
             .begin()
             .await
             .context(|| "cannot begin publishing".into())?;
-        let updated = [
-            "title",
-            "genres",
-            "year",
-            "avg_rating",
-            "rating_count",
-            "std_dev",
-            "last_update",
-        ];
+        // Every column but the key is refreshed on re-publish.
+        let updated = &MOVIE_COLUMNS[1..];
         for chunk in input.movies.chunks(ROWS_PER_INSERT) {
             let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
                 "INSERT INTO app_movie ({}) VALUES {values}{}",
                 movie_columns(""),
-                self.dialect.upsert("movie_id", &updated)
+                self.dialect.upsert("movie_id", updated)
             );
             let sql = self.sql(&sql);
             let mut query = sqlx::query(sql);
