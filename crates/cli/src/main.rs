@@ -3,12 +3,13 @@
 mod batch;
 mod cli;
 mod import;
+mod ingest;
 mod progress;
 mod serve;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use cli::{BatchCommand, Cli, Command, ConfigCommand, DataCommand, ImportCommand};
+use cli::{BatchCommand, Cli, Command, ConfigCommand, DataCommand, DlqCommand, ImportCommand};
 use movierec_config::{Config, Loaded, StorageMode};
 
 fn main() -> std::process::ExitCode {
@@ -181,6 +182,57 @@ async fn run(cli: Cli) -> Result<()> {
                 batch::print_runs(&serving, *limit).await
             }
         },
+        Command::Produce {
+            count,
+            replay,
+            rate,
+            invalid_fraction,
+            seed,
+            users,
+            movies,
+            topic,
+        } => {
+            let config = load_config(&cli)?.config;
+            let args = ingest::ProduceArgs {
+                count: *count,
+                replay: replay.as_deref(),
+                rate: *rate,
+                invalid_fraction: *invalid_fraction,
+                seed: *seed,
+                users: *users,
+                movies: *movies,
+                topic: topic.as_deref(),
+            };
+            tokio::task::block_in_place(|| ingest::produce(&config, &args))
+        }
+        Command::Consume { until_idle } => {
+            let config = load_config(&cli)?.config;
+            require_sqlite(&config, "consume")?;
+            ingest::consume(&config, *until_idle).await
+        }
+        Command::Dlq { command } => {
+            let config = load_config(&cli)?.config;
+            match command {
+                DlqCommand::List { limit, json } => {
+                    tokio::task::block_in_place(|| ingest::dlq_list(&config, *limit, *json))
+                }
+                DlqCommand::Replay {
+                    reason,
+                    to,
+                    include_invalid,
+                    dry_run,
+                } => {
+                    ingest::dlq_replay(
+                        &config,
+                        reason.as_deref(),
+                        to.as_deref(),
+                        *include_invalid,
+                        *dry_run,
+                    )
+                    .await
+                }
+            }
+        }
         Command::Serve => {
             let config = load_config(&cli)?.config;
             require_sqlite(&config, "serve")?;

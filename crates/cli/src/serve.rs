@@ -1,7 +1,9 @@
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use movierec_config::Config;
-use movierec_server::{AppState, StorageProbe};
+use movierec_core::RatingEvent;
+use movierec_kafka::{ConsumerOptions, EventProducer, IngestStatus};
+use movierec_server::{AppState, DependencyProbe, RatingIntake, StorageProbe, StoreIntake};
 use movierec_store::{RatingStore, ServingDb, SqliteRatingStore};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -32,7 +34,7 @@ impl StorageProbe for SqliteProbe {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -54,6 +56,75 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// With Kafka configured, posted ratings are produced to the events topic.
+struct KafkaIntake {
+    producer: EventProducer,
+}
+
+#[async_trait]
+impl RatingIntake for KafkaIntake {
+    fn queues(&self) -> bool {
+        true
+    }
+
+    async fn submit(&self, event: &RatingEvent, payload: &[u8]) -> Result<Value, String> {
+        let (partition, offset) = self
+            .producer
+            .send_event(event.user_id, payload)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(
+            json!({"status": "queued", "topic": self.producer.topic(), "partition": partition, "offset": offset}),
+        )
+    }
+}
+
+/// `/health`'s `kafka` section: the broker answers, and the consumer's lag.
+struct KafkaProbe {
+    producer: EventProducer,
+    bootstrap: String,
+    status: Option<Arc<IngestStatus>>,
+}
+
+#[async_trait]
+impl DependencyProbe for KafkaProbe {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    async fn check(&self) -> Result<Value, (Value, String)> {
+        let mut info = json!({"bootstrap_servers": self.bootstrap});
+        if let Some(status) = &self.status {
+            info["consumer"] = status.to_json();
+        }
+        match self.producer.check().await {
+            Ok(()) => {
+                info["status"] = json!("connected");
+                Ok(info)
+            }
+            Err(error) => {
+                info["status"] = json!("unreachable");
+                info["error"] = json!(error.to_string());
+                Err((info, format!("kafka: {error}")))
+            }
+        }
+    }
+}
+
+/// Installs the Prometheus recorder once per process; `/metrics` renders it.
+fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|e| tracing::warn!("metrics disabled: {e}"))
+                .ok()
+        })
+        .clone()
+}
+
 async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingDb) -> Result<()> {
     let address = format!("{}:{}", config.serving.host, config.serving.port);
     let listener = tokio::net::TcpListener::bind(&address)
@@ -63,15 +134,73 @@ async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingD
                 "cannot listen on {address} (is another server using the port? set serving.port)"
             )
         })?;
+    let metrics = metrics_handle();
+    let shared_store: Arc<dyn RatingStore> = Arc::new(store.clone());
+    let (stop_consumer, consumer_stopped) = tokio::sync::watch::channel(false);
+    let mut consumer = None;
+    let (intake, dependencies): (Arc<dyn RatingIntake>, Vec<Arc<dyn DependencyProbe>>) =
+        if config.kafka.enabled {
+            let producer = EventProducer::new(&config.kafka)?;
+            let status = Arc::new(IngestStatus::default());
+            let kafka = config.kafka.clone();
+            let (task_store, task_status) = (shared_store.clone(), status.clone());
+            let mut stopped = consumer_stopped.clone();
+            consumer = Some(tokio::spawn(async move {
+                movierec_kafka::run_consumer(
+                    &kafka,
+                    task_store,
+                    task_status,
+                    ConsumerOptions::default(),
+                    async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    },
+                )
+                .await
+            }));
+            (
+                Arc::new(KafkaIntake {
+                    producer: producer.clone(),
+                }),
+                vec![Arc::new(KafkaProbe {
+                    producer,
+                    bootstrap: config.kafka.bootstrap_servers.clone(),
+                    status: Some(status),
+                })],
+            )
+        } else {
+            (
+                Arc::new(StoreIntake {
+                    store: shared_store.clone(),
+                }),
+                Vec::new(),
+            )
+        };
     let state = AppState {
         serving_url: serving.display_url(),
         serving: Arc::new(serving.clone()),
         storage: Arc::new(SqliteProbe {
             store: store.clone(),
         }),
+        intake,
+        dependencies,
+        metrics,
     };
     tracing::info!("serving on http://{address} (try /health, /api/recommendations/top)");
-    movierec_server::serve(listener, state, shutdown_signal()).await?;
+    let served = movierec_server::serve(listener, state, shutdown_signal()).await;
+    let _ = stop_consumer.send(true);
+    if let Some(consumer) = consumer {
+        match consumer.await {
+            Ok(Ok(summary)) => tracing::info!(
+                "consumer stopped after {} events ({} applied, {} dead-lettered)",
+                summary.consumed,
+                summary.applied,
+                summary.dead_lettered
+            ),
+            Ok(Err(error)) => tracing::error!("the consumer failed: {error}"),
+            Err(error) => tracing::error!("the consumer task failed: {error}"),
+        }
+    }
+    served?;
     serving.close().await;
     store.close().await;
     tracing::info!("stopped");

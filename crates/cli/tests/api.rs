@@ -3,58 +3,7 @@
 
 mod common;
 use common::*;
-use serde_json::Value;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(work: &std::path::Path, args: &[&str], envs: &[(&str, String)]) -> Server {
-    let port = free_port();
-    let mut command = movierec(work);
-    command
-        .args(args)
-        .env("MOVIEREC_SERVING__PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in envs {
-        command.env(k, v);
-    }
-    let child = command.spawn().unwrap();
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        if ureq::get(format!("{}/health", server.base)).call().is_ok() {
-            return server;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("server did not answer /health within 120 s");
-}
-
-fn get(base: &str, path: &str) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent.get(format!("{base}{path}")).call().unwrap();
-    let status = response.status().as_u16();
-    let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
-    (status, body)
-}
 
 fn prepared() -> tempfile::TempDir {
     let work = workdir();
@@ -262,4 +211,81 @@ fn up_starts_on_sample_data_and_stops_cleanly() {
         get(&server.base, "/api/stats").1["last_batch"]["status"],
         "succeeded"
     );
+}
+
+#[test]
+fn posted_ratings_are_validated_and_stored_without_kafka() {
+    let work = prepared();
+    let server = start(work.path(), &["serve"], &[]);
+    let base = &server.base;
+
+    // User 1 of ml-latest-small rated 232 movies; movie 1 is Toy Story.
+    let (status, body) = post(
+        base,
+        "/api/ratings",
+        r#"{"user_id": 1, "movie_id": 1, "rating": 0.5, "timestamp": "2030-01-01T00:00:00"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["status"], "stored");
+    assert_eq!(body["applied"], true);
+    assert_eq!(body["event"]["timestamp"], "2030-01-01T00:00:00Z");
+    // A re-rating: user 1's count stays, the newest time is the new event's.
+    assert_eq!(body["user_features"]["rating_count"], 232);
+    assert_eq!(body["user_features"]["last_update"], "2030-01-01T00:00:00Z");
+    let movie_count = body["movie_features"]["rating_count"].as_u64().unwrap();
+
+    // Older than what is stored now: accepted as valid, changes nothing.
+    let (status, body) = post(
+        base,
+        "/api/ratings",
+        r#"{"user_id": 1, "movie_id": 1, "rating": 5, "timestamp": 964982703}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["applied"], false);
+    assert_eq!(body["movie_features"]["rating_count"], movie_count);
+
+    // A new user.
+    let (status, body) = post(
+        base,
+        "/api/ratings",
+        r#"{"user_id": 999999, "movie_id": 1, "rating": 4.5, "timestamp": 1700000000}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["user_features"]["rating_count"], 1);
+    assert_eq!(body["movie_features"]["rating_count"], movie_count + 1);
+
+    for (payload, reason) in [
+        ("{not json", "bad_json"),
+        (
+            r#"{"user_id": 1, "movie_id": 1, "rating": 7, "timestamp": 1}"#,
+            "bad_rating",
+        ),
+        (
+            r#"{"user_id": 1, "rating": 4, "timestamp": 1}"#,
+            "missing_field",
+        ),
+        (
+            r#"{"user_id": 1, "movie_id": 1, "rating": 4, "timestamp": "soon"}"#,
+            "bad_timestamp",
+        ),
+    ] {
+        let (status, body) = post(base, "/api/ratings", payload);
+        assert_eq!(status, 400, "{payload}: {body}");
+        assert_eq!(body["error"]["reason"], reason, "{payload}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("expected")
+        );
+    }
+
+    let (status, metrics) = get(base, "/metrics");
+    assert_eq!(status, 200);
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains(r#"movierec_api_ratings_total{outcome="accepted"} 3"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"movierec_api_ratings_total{outcome="rejected"} 4"#));
 }

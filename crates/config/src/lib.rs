@@ -56,6 +56,31 @@ pub struct KafkaConfig {
     pub topic: String,
     pub dlq_topic: String,
     pub group_id: String,
+    /// librdkafka settings passed through as they are (SASL, TLS, timeouts):
+    /// e.g. `security.protocol: SASL_SSL`, `sasl.mechanisms: SCRAM-SHA-512`.
+    #[serde(deserialize_with = "scalar_map")]
+    pub properties: BTreeMap<String, String>,
+    /// The consumer writes a batch when it holds this many events...
+    pub max_batch_events: usize,
+    /// ...or when its first event has waited this long.
+    pub max_batch_wait_ms: u64,
+}
+
+/// A map of librdkafka settings: YAML numbers and booleans are fine as values.
+fn scalar_map<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, Value>::deserialize(deserializer)?;
+    raw.into_iter()
+        .map(|(key, value)| match value {
+            Value::String(s) => Ok((key, s)),
+            Value::Number(n) => Ok((key, n.to_string())),
+            Value::Bool(b) => Ok((key, b.to_string())),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{key}`: expected a string, number or boolean"
+            ))),
+        })
+        .collect()
 }
 
 impl Default for KafkaConfig {
@@ -66,6 +91,9 @@ impl Default for KafkaConfig {
             topic: "user-events".into(),
             dlq_topic: "user-events-dlq".into(),
             group_id: "movierec".into(),
+            properties: BTreeMap::new(),
+            max_batch_events: 20_000,
+            max_batch_wait_ms: 100,
         }
     }
 }
@@ -362,6 +390,31 @@ impl Config {
             return fail(
                 "sqlite.path",
                 "expected a file path, e.g. data/movierec.db".into(),
+            );
+        }
+        if self.kafka.max_batch_events == 0 {
+            return fail(
+                "kafka.max_batch_events",
+                "expected a positive integer, e.g. 10000".into(),
+            );
+        }
+        for (key, value) in [
+            ("kafka.bootstrap_servers", &self.kafka.bootstrap_servers),
+            ("kafka.topic", &self.kafka.topic),
+            ("kafka.dlq_topic", &self.kafka.dlq_topic),
+            ("kafka.group_id", &self.kafka.group_id),
+        ] {
+            if value.trim().is_empty() {
+                return fail(key, "expected a non-empty string".into());
+            }
+        }
+        if self.kafka.topic == self.kafka.dlq_topic {
+            return fail(
+                "kafka.dlq_topic",
+                format!(
+                    "must differ from kafka.topic (`{}`): dead letters would be consumed again",
+                    self.kafka.topic
+                ),
             );
         }
         if self.batch.top_n == 0 {

@@ -158,3 +158,35 @@ fn missing_explicit_file_is_an_error() {
         .to_string();
     assert!(message.contains("/nonexistent/movierec.yaml"), "{message}");
 }
+
+#[test]
+fn kafka_properties_pass_through_any_scalar() {
+    let config = load(
+        "kafka:\n  properties:\n    security.protocol: SASL_SSL\n    session.timeout.ms: 6000\n    enable.idempotence: true\n",
+        &[("MOVIEREC_KAFKA__PROPERTIES__SASL.USERNAME", "reader")],
+    )
+    .unwrap();
+    let props = &config.kafka.properties;
+    assert_eq!(props["security.protocol"], "SASL_SSL");
+    assert_eq!(props["session.timeout.ms"], "6000");
+    assert_eq!(props["enable.idempotence"], "true");
+    assert_eq!(props["sasl.username"], "reader");
+    let message = error("kafka:\n  properties:\n    acks: [1, 2]\n", &[]);
+    assert!(
+        message.contains("acks") && message.contains("expected a string, number or boolean"),
+        "{message}"
+    );
+}
+
+#[test]
+fn kafka_topics_must_be_named_and_distinct() {
+    let message = error("kafka: { topic: events, dlq_topic: events }\n", &[]);
+    assert!(
+        message.contains("kafka.dlq_topic") && message.contains("must differ"),
+        "{message}"
+    );
+    let message = error("kafka: { group_id: \"\" }\n", &[]);
+    assert!(message.contains("kafka.group_id"), "{message}");
+    let message = error("kafka: { max_batch_events: 0 }\n", &[]);
+    assert!(message.contains("kafka.max_batch_events"), "{message}");
+}

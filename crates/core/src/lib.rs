@@ -5,13 +5,15 @@
 
 pub mod event;
 pub mod features;
+pub mod ingest;
 pub mod movie;
 pub mod rating;
 pub mod scoring;
 pub mod time;
 
-pub use event::{InvalidEvent, RatingEvent};
+pub use event::{InvalidEvent, MAX_EVENT_BYTES, RatingEvent};
 pub use features::{FeatureAccumulator, Features};
+pub use ingest::{BatchPlan, CurrentRating, FeatureDelta, plan_batch};
 pub use movie::{Movie, parse_genres, parse_title_year};
 pub use rating::{Rating, RatingError};
 pub use scoring::{BayesianParams, MovieCounts, ScoredMovie, TopN, bayesian_top_n};

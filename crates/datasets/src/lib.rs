@@ -3,6 +3,7 @@
 //! so every later stage (import, batch, benchmarks) has one way in.
 
 pub mod download;
+pub mod events;
 pub mod movielens;
 pub mod synth;
 

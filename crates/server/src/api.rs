@@ -1,11 +1,13 @@
 use crate::ApiError;
 use crate::params::{Params, path_id};
+use crate::ratings::{RatingIntake, post_rating};
 use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use movierec_store::{MovieSort, Page, ServingStore};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -19,12 +21,24 @@ pub trait StorageProbe: Send + Sync {
     async fn check(&self) -> Result<Value, (Value, String)>;
 }
 
+/// Another dependency `/health` checks (the Kafka broker and the consumer).
+#[async_trait]
+pub trait DependencyProbe: Send + Sync {
+    /// The key of its section in `/health`.
+    fn name(&self) -> &'static str;
+    async fn check(&self) -> Result<Value, (Value, String)>;
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub serving: Arc<dyn ServingStore>,
     /// Shown in `/health` (password hidden).
     pub serving_url: String,
     pub storage: Arc<dyn StorageProbe>,
+    pub intake: Arc<dyn RatingIntake>,
+    pub dependencies: Vec<Arc<dyn DependencyProbe>>,
+    /// Renders `/metrics`; `None` answers 404 there.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -35,9 +49,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/recommendations/top", get(top))
         .route("/api/users/{id}/features", get(user_features))
         .route("/api/stats", get(stats))
+        .route("/api/ratings", post(post_rating))
+        .route("/metrics", get(metrics_text))
         .fallback(|| async {
             ApiError::not_found(
-                "no such endpoint; see /api/movies, /api/recommendations/top, /api/stats, /health",
+                "no such endpoint; see /api/movies, /api/recommendations/top, /api/stats, POST /api/ratings, /health, /metrics",
             )
         })
         .with_state(state)
@@ -71,20 +87,48 @@ async fn health(State(state): State<AppState>) -> Response {
             json!({"url": state.serving_url, "status": "unreachable", "error": error.to_string()})
         }
     };
+    let mut dependencies = serde_json::Map::new();
+    for probe in &state.dependencies {
+        let info = match probe.check().await {
+            Ok(info) => info,
+            Err((info, failure)) => {
+                failures.push(failure);
+                info
+            }
+        };
+        dependencies.insert(probe.name().to_string(), info);
+    }
     let healthy = failures.is_empty();
-    let body = json!({
+    let mut body = json!({
         "status": if healthy { "healthy" } else { "unhealthy" },
         "storage_mode": state.storage.mode(),
         "storage_info": storage_info,
         "serving_database": serving,
         "failures": failures,
     });
+    if let Value::Object(map) = &mut body {
+        map.extend(dependencies);
+    }
     let status = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::not_found("metrics are not enabled in this server").into_response(),
+    }
 }
 
 async fn movies(

@@ -1,14 +1,17 @@
 //! The HTTP API on port 8082 (axum) over the serving database.
 //!
 //! Every bad parameter is a 400 whose JSON names the parameter; unknown ids
-//! are 404; `/health` is 503 naming the dependency that failed.
+//! are 404; `/health` is 503 naming the dependency that failed. Ratings
+//! posted to `/api/ratings` are validated as the stream validates them.
 
 mod api;
 mod error;
 mod params;
+mod ratings;
 
-pub use api::{AppState, StorageProbe, router};
+pub use api::{AppState, DependencyProbe, StorageProbe, router};
 pub use error::ApiError;
+pub use ratings::{RatingIntake, StoreIntake};
 
 use std::future::Future;
 use tokio::net::TcpListener;

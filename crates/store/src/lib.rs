@@ -19,7 +19,7 @@ pub use serving::{
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
-use movierec_core::{EventTime, FeatureAccumulator, Movie, Rating};
+use movierec_core::{EventTime, FeatureAccumulator, Movie, Rating, RatingEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -69,6 +69,38 @@ pub struct StoredRating {
     pub timestamp: EventTime,
 }
 
+/// A validated event and where it sits in its stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourcedEvent {
+    pub partition: i32,
+    pub offset: i64,
+    pub event: RatingEvent,
+}
+
+/// A consumed stretch of a stream: the events of `topic` that were valid, and
+/// for each partition the offset after the last message consumed (valid or
+/// dead-lettered). Stored in the same transaction as the data it produced, so
+/// a replay after a crash is recognised and skipped.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamBatch<'a> {
+    pub topic: &'a str,
+    pub events: &'a [SourcedEvent],
+    pub next_offsets: &'a [(i32, i64)],
+}
+
+/// What applying a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Events that became the current rating of their user and movie.
+    pub accepted: usize,
+    /// Valid events older than the stored rating: nothing to change.
+    pub superseded: usize,
+    /// Events at positions already applied (a replay after a crash or rebalance).
+    pub replayed: usize,
+    /// Rating rows written.
+    pub ratings_written: usize,
+}
+
 /// Where accepted ratings and the catalogue are kept.
 #[async_trait]
 pub trait RatingStore: Send + Sync {
@@ -76,6 +108,14 @@ pub trait RatingStore: Send + Sync {
     /// (equal times: the later call wins).
     async fn upsert_ratings(&self, ratings: &[StoredRating]) -> Result<()>;
     async fn upsert_movies(&self, movies: &[Movie]) -> Result<()>;
+    /// Applies events in order (the latest event time wins per user and movie;
+    /// a re-rating replaces the old rating in the features), in one transaction.
+    async fn apply_events(&self, events: &[RatingEvent]) -> Result<ApplyOutcome>;
+    /// Applies a consumed stretch of a stream and records its progress in the
+    /// same transaction; positions already recorded are skipped.
+    async fn apply_stream_batch(&self, batch: StreamBatch<'_>) -> Result<ApplyOutcome>;
+    /// The recorded progress of a topic: `(partition, next offset)`.
+    async fn stream_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>>;
     /// Recomputes the real-time feature tables from the ratings.
     async fn rebuild_features(&self) -> Result<()>;
     async fn rating_count(&self) -> Result<u64>;

