@@ -513,6 +513,29 @@ fn with_kafka_the_api_produces_and_the_server_consumes() {
     assert!(text.contains("movierec_events_accepted_total 1"), "{text}");
     assert!(text.contains("movierec_batches_total"));
     assert!(text.contains("movierec_consumer_lag"));
+
+    // SIGTERM: the server and its consumer stop cleanly.
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -550,4 +573,163 @@ fn health_is_503_naming_an_unreachable_broker() {
             .unwrap()
             .contains("127.0.0.1:1")
     );
+}
+
+#[test]
+fn dead_letters_can_be_listed_and_replayed() {
+    let work = workdir();
+    let s = stream(work.path(), "replay", 1, "replay", 100);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    let bad_rating = r#"{"user_id": 5, "movie_id": 6, "rating": 5.5, "timestamp": 1}"#;
+    runtime().block_on(async {
+        for payload in [
+            r#"{"user_id": 5, "movie_id": 7, "rating": 4.5, "timestamp": 1}"#,
+            bad_rating,
+            "{oops",
+        ] {
+            producer
+                .send(
+                    FutureRecord::to(&s.topic).key("5").payload(payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    assert_eq!(
+        consume_until_idle(work.path(), &s.config)["dead_lettered"],
+        2
+    );
+
+    let listed = run_ok(movierec_with(work.path(), &s.config).args(["dlq", "list"]));
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("2 dead letters"), "{text}");
+    assert!(
+        text.contains("bad_rating") && text.contains("bad_json"),
+        "{text}"
+    );
+
+    // Nothing is valid by today's rules: nothing is re-sent by default.
+    let replayed = run_ok(movierec_with(work.path(), &s.config).args(["dlq", "replay"]));
+    let text = String::from_utf8_lossy(&replayed.stdout);
+    assert!(text.contains("re-sent 0 events; 2 still invalid"), "{text}");
+
+    // Forced, filtered, to another topic: it arrives there with its bytes.
+    let other = stream(work.path(), "replayed", 1, "replayed", 100);
+    let replayed = run_ok(movierec_with(work.path(), &s.config).args([
+        "dlq",
+        "replay",
+        "--reason",
+        "bad_rating",
+        "--include-invalid",
+        "--to",
+        &other.topic,
+    ]));
+    let text = String::from_utf8_lossy(&replayed.stdout);
+    assert!(
+        text.contains("re-sent 1 events") && text.contains("1 filtered out"),
+        "{text}"
+    );
+    assert_eq!(
+        consume_until_idle(work.path(), &other.config)["dead_lettered"],
+        1
+    );
+    let listed = run_ok(movierec_with(work.path(), &other.config).args(["dlq", "list", "--json"]));
+    let letter: Value =
+        serde_json::from_str(String::from_utf8_lossy(&listed.stdout).trim()).unwrap();
+    assert_eq!(letter["reason"], "bad_rating");
+    assert_eq!(letter["payload"], bad_rating);
+    assert_eq!(letter["source_topic"], other.topic.as_str());
+}
+
+#[test]
+fn a_movielens_replay_consumed_equals_the_import() {
+    let work = workdir();
+    let s = stream(work.path(), "replay-ml", 3, "replayed-ml", 20_000);
+    let dir = movielens("ml-latest-small");
+    let sent = run_ok(
+        movierec_with(work.path(), &s.config)
+            .args(["produce", "--replay"])
+            .arg(dir.join("ratings.csv")),
+    );
+    assert!(
+        String::from_utf8_lossy(&sent.stdout).contains("sent 100836 events"),
+        "{}",
+        String::from_utf8_lossy(&sent.stdout)
+    );
+    let summary = consume_until_idle(work.path(), &s.config);
+    assert_eq!(summary["consumed"], 100_836, "{summary}");
+    assert_eq!(summary["dead_lettered"], 0);
+
+    let imported = work.path().join("imported.yaml");
+    std::fs::write(
+        &imported,
+        format!(
+            "sqlite:\n  path: \"{}\"\n",
+            work.path().join("imported.db").display()
+        ),
+    )
+    .unwrap();
+    run_ok(
+        movierec_with(work.path(), &imported)
+            .args(["import", "movielens"])
+            .arg(&dir),
+    );
+    let consumed = stored(&work.path().join("replayed-ml.db"));
+    assert_eq!(consumed.ratings.len(), 100_836);
+    assert_eq!(consumed, stored(&work.path().join("imported.db")));
+}
+
+#[test]
+fn two_consumers_in_one_group_through_a_rebalance_count_each_event_once() {
+    let work = workdir();
+    let s = stream(work.path(), "group", 4, "group", 2000);
+    let params = EventStreamParams {
+        count: 120_000,
+        users: 3000,
+        movies: 1000,
+        invalid_fraction: 0.0,
+        seed: 5,
+        ..Default::default()
+    };
+    run_ok(movierec_with(work.path(), &s.config).args([
+        "produce", "--count", "120000", "--users", "3000", "--movies", "1000", "--seed", "5",
+    ]));
+    // The second consumer joins while the first is busy: a rebalance moves
+    // partitions between them mid-stream. Both write to the same store.
+    let spawn = || {
+        movierec_with(work.path(), &s.config)
+            .args(["consume", "--until-idle", "4"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn();
+    let db = work.path().join("group.db");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while consumed_positions(&db, &s.topic) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = spawn();
+    let mut consumed = 0;
+    for child in [first, second] {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success());
+        let summary: Value = serde_json::from_str(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .last()
+                .unwrap(),
+        )
+        .unwrap();
+        consumed += summary["consumed"].as_i64().unwrap();
+    }
+    assert!(consumed >= 120_000, "{consumed}");
+    assert_eq!(consumed_positions(&db, &s.topic), 120_000);
+    let valid = synthetic_events(params).map(|e| RatingEvent::from_json(&e.payload).unwrap());
+    assert_eq!(stored(&db), expected(valid));
 }
