@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use std::time::{Duration, Instant};
 
 fn prepared() -> tempfile::TempDir {
     let work = workdir();
@@ -185,26 +184,7 @@ fn up_starts_on_sample_data_and_stops_cleanly() {
     assert!(work.path().join("data/movierec.db").exists());
     assert!(work.path().join("data/sample/ratings.csv").exists());
     // SIGTERM stops it cleanly with exit code 0.
-    let pid = server.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "did not stop within 20 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    stop_with_sigterm(&mut server, 20);
     // A second start reuses the data.
     let server = start(work.path(), &["up"], &[]);
     assert_eq!(

@@ -92,6 +92,24 @@ fn movierec_with(work: &Path, config: &Path) -> std::process::Command {
     command
 }
 
+/// `movierec produce --count` with the generator's parameters.
+fn produce(work: &Path, config: &Path, params: &EventStreamParams) -> String {
+    let output = run_ok(movierec_with(work, config).args([
+        "produce",
+        "--count",
+        &params.count.to_string(),
+        "--users",
+        &params.users.to_string(),
+        "--movies",
+        &params.movies.to_string(),
+        "--invalid-fraction",
+        &params.invalid_fraction.to_string(),
+        "--seed",
+        &params.seed.to_string(),
+    ]));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn consume_until_idle(work: &Path, config: &Path) -> Value {
     let output = run_ok(movierec_with(work, config).args(["consume", "--until-idle", "3"]));
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -218,20 +236,8 @@ fn every_valid_event_is_reflected_and_every_invalid_one_dead_lettered() {
         seed: 7,
         ..Default::default()
     };
-    let produced = run_ok(movierec_with(work.path(), &s.config).args([
-        "produce",
-        "--count",
-        "100000",
-        "--users",
-        "2000",
-        "--movies",
-        "1500",
-        "--invalid-fraction",
-        "0.01",
-        "--seed",
-        "7",
-    ]));
-    assert!(String::from_utf8_lossy(&produced.stdout).contains("sent 100000 events"));
+    let produced = produce(work.path(), &s.config, &params);
+    assert!(produced.contains("sent 100000 events"), "{produced}");
 
     let summary = consume_until_idle(work.path(), &s.config);
     assert_eq!(summary["consumed"], 100_000, "{summary}");
@@ -317,19 +323,15 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
     const EVENTS: i64 = 200_000;
     let work = workdir();
     let crashy = stream(work.path(), "crash", 3, "crashy", 2000);
-    run_ok(movierec_with(work.path(), &crashy.config).args([
-        "produce",
-        "--count",
-        &EVENTS.to_string(),
-        "--users",
-        "3000",
-        "--movies",
-        "2000",
-        "--invalid-fraction",
-        "0.005",
-        "--seed",
-        "11",
-    ]));
+    let params = EventStreamParams {
+        count: EVENTS as u64,
+        users: 3000,
+        movies: 2000,
+        invalid_fraction: 0.005,
+        seed: 11,
+        ..Default::default()
+    };
+    produce(work.path(), &crashy.config, &params);
     let db = work.path().join("crashy.db");
 
     // Five kills at pseudo-random moments (seeded, printed for reruns).
@@ -374,32 +376,12 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
 
     // One clean run over the same events, in a fresh topic and store.
     let clean = stream(work.path(), "clean", 3, "clean", 2000);
-    run_ok(movierec_with(work.path(), &clean.config).args([
-        "produce",
-        "--count",
-        &EVENTS.to_string(),
-        "--users",
-        "3000",
-        "--movies",
-        "2000",
-        "--invalid-fraction",
-        "0.005",
-        "--seed",
-        "11",
-    ]));
+    produce(work.path(), &clean.config, &params);
     consume_until_idle(work.path(), &clean.config);
     let clean_state = stored(&work.path().join("clean.db"));
     assert_eq!(stored(&db), clean_state);
 
-    let valid = synthetic_events(EventStreamParams {
-        count: EVENTS as u64,
-        users: 3000,
-        movies: 2000,
-        invalid_fraction: 0.005,
-        seed: 11,
-        ..Default::default()
-    })
-    .filter_map(|e| RatingEvent::from_json(&e.payload).ok());
+    let valid = synthetic_events(params).filter_map(|e| RatingEvent::from_json(&e.payload).ok());
     assert_eq!(clean_state, expected(valid));
 }
 
@@ -516,26 +498,7 @@ fn with_kafka_the_api_produces_and_the_server_consumes() {
 
     // SIGTERM: the server and its consumer stop cleanly.
     let mut server = server;
-    let pid = server.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "did not stop within 30 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    stop_with_sigterm(&mut server, 30);
 }
 
 #[test]
@@ -695,9 +658,7 @@ fn two_consumers_in_one_group_through_a_rebalance_count_each_event_once() {
         seed: 5,
         ..Default::default()
     };
-    run_ok(movierec_with(work.path(), &s.config).args([
-        "produce", "--count", "120000", "--users", "3000", "--movies", "1000", "--seed", "5",
-    ]));
+    produce(work.path(), &s.config, &params);
     // The second consumer joins while the first is busy: a rebalance moves
     // partitions between them mid-stream. Both write to the same store.
     let spawn = || {

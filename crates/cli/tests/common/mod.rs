@@ -223,3 +223,25 @@ pub fn post(base: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
             .unwrap(),
     )
 }
+
+/// Sends SIGTERM and asserts a clean exit (status 0) within `seconds`.
+pub fn stop_with_sigterm(server: &mut Server, seconds: u64) {
+    let pid = server.child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not stop within {seconds} s of SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
