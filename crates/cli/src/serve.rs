@@ -111,6 +111,76 @@ impl DependencyProbe for KafkaProbe {
     }
 }
 
+/// `/health`'s view of S3 and DynamoDB in aws mode.
+struct AwsProbe {
+    aws: movierec_aws::Aws,
+}
+
+#[async_trait]
+impl StorageProbe for AwsProbe {
+    fn mode(&self) -> &'static str {
+        "aws"
+    }
+
+    async fn check(&self) -> Result<Value, (Value, String)> {
+        self.aws.check().await
+    }
+}
+
+/// aws mode has no write path into S3/DynamoDB yet: say so instead of
+/// writing somewhere else.
+struct NotYetIntake;
+
+#[async_trait]
+impl RatingIntake for NotYetIntake {
+    fn queues(&self) -> bool {
+        false
+    }
+
+    async fn submit(&self, _event: &RatingEvent, _payload: &[u8]) -> Result<Value, String> {
+        Err(
+            "storage_mode \"aws\": writing ratings to S3 and DynamoDB is not available yet; \
+             use storage_mode \"sqlite\""
+                .into(),
+        )
+    }
+}
+
+/// `serve` in aws mode: the API over the serving database, `/health`
+/// checking the bucket and the feature tables.
+pub async fn serve_aws(config: &Config) -> Result<()> {
+    let aws = movierec_aws::Aws::connect(&config.aws).await?;
+    let serving = ServingDb::connect(&config.serving.database_url).await?;
+    let listener = bind(config).await?;
+    let state = AppState {
+        serving_url: serving.display_url(),
+        serving: Arc::new(serving.clone()),
+        storage: Arc::new(AwsProbe { aws }),
+        intake: Arc::new(NotYetIntake),
+        dependencies: Vec::new(),
+        metrics: metrics_handle(),
+    };
+    tracing::info!(
+        "serving on http://{}:{} (storage_mode aws)",
+        config.serving.host,
+        config.serving.port
+    );
+    movierec_server::serve(listener, state, shutdown_signal()).await?;
+    serving.close().await;
+    Ok(())
+}
+
+async fn bind(config: &Config) -> Result<tokio::net::TcpListener> {
+    let address = format!("{}:{}", config.serving.host, config.serving.port);
+    tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {address} (is another server using the port? set serving.port)"
+            )
+        })
+}
+
 /// Installs the Prometheus recorder once per process; `/metrics` renders it.
 fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
@@ -127,13 +197,7 @@ fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
 
 async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingDb) -> Result<()> {
     let address = format!("{}:{}", config.serving.host, config.serving.port);
-    let listener = tokio::net::TcpListener::bind(&address)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {address} (is another server using the port? set serving.port)"
-            )
-        })?;
+    let listener = bind(config).await?;
     let metrics = metrics_handle();
     let shared_store: Arc<dyn RatingStore> = Arc::new(store.clone());
     let (stop_consumer, consumer_stopped) = tokio::sync::watch::channel(false);

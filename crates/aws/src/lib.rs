@@ -1,0 +1,128 @@
+//! The AWS side of `storage_mode: aws`: provisioning the bucket, its layer
+//! prefixes and the feature tables (`movierec setup-aws`, idempotent; a table
+//! with another key schema is reported, never replaced), removing them
+//! (`teardown-aws`), and the checks `/health` reports.
+//!
+//! Every call goes to `aws.endpoint_url` when it is set (moto, LocalStack,
+//! MinIO: path-style S3 addressing), else to AWS itself; credentials come
+//! from the standard chain (environment, profile, instance role).
+//! Failures are sorted into what a user can act on: no credentials, access
+//! denied (naming the resource and action), an endpoint that does not answer
+//! (naming the URL), a table with another schema (naming the fix).
+
+mod error;
+mod provision;
+
+pub use error::AwsError;
+pub use provision::{Step, StepOutcome};
+
+use aws_config::BehaviorVersion;
+use aws_config::meta::region::RegionProviderChain;
+use aws_sdk_s3::config::ProvideCredentials;
+use aws_sdk_s3::config::Region;
+use movierec_config::AwsConfig;
+
+pub type Result<T, E = AwsError> = std::result::Result<T, E>;
+
+/// Clients for S3 and DynamoDB, configured from `aws.*`.
+#[derive(Clone, Debug)]
+pub struct Aws {
+    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) dynamodb: aws_sdk_dynamodb::Client,
+    pub(crate) config: AwsConfig,
+}
+
+impl Aws {
+    /// Builds the clients and makes sure credentials can be found, so that a
+    /// missing one is reported before any call is made.
+    pub async fn connect(config: &AwsConfig) -> Result<Self> {
+        let region = RegionProviderChain::first_try(Region::new(config.region.clone()));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+        if let Some(endpoint) = &config.endpoint_url {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let shared = loader.load().await;
+        match shared.credentials_provider() {
+            None => return Err(AwsError::NoCredentials(String::from("no provider"))),
+            Some(provider) => {
+                provider
+                    .provide_credentials()
+                    .await
+                    .map_err(|e| AwsError::NoCredentials(e.to_string()))?;
+            }
+        }
+        let s3_config = aws_sdk_s3::config::Builder::from(&shared)
+            // moto, LocalStack and MinIO serve buckets under the path.
+            .force_path_style(config.endpoint_url.is_some())
+            .build();
+        Ok(Self {
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            dynamodb: aws_sdk_dynamodb::Client::new(&shared),
+            config: config.clone(),
+        })
+    }
+
+    /// Where calls go, for messages.
+    pub fn endpoint(&self) -> String {
+        self.config
+            .endpoint_url
+            .clone()
+            .unwrap_or_else(|| format!("AWS ({})", self.config.region))
+    }
+
+    /// `/health`'s `storage_info` in aws mode: the bucket and each table, checked.
+    pub async fn check(
+        &self,
+    ) -> std::result::Result<serde_json::Value, (serde_json::Value, String)> {
+        use serde_json::json;
+        let mut failures = Vec::new();
+        let bucket = &self.config.s3.bucket;
+        let s3_status = match self.s3.head_bucket().bucket(bucket).send().await {
+            Ok(_) => json!("ok"),
+            Err(e) => {
+                let error = error::classify(e, &self.endpoint(), "s3:HeadBucket", bucket);
+                failures.push(format!("s3 bucket {bucket}: {error}"));
+                json!({"status": "failed", "error": error.to_string()})
+            }
+        };
+        let mut tables = serde_json::Map::new();
+        for table in [
+            &self.config.dynamodb.user_features_table,
+            &self.config.dynamodb.movie_features_table,
+        ] {
+            let status = match self
+                .dynamodb
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await
+            {
+                Ok(out) => json!(
+                    out.table()
+                        .and_then(|t| t.table_status())
+                        .map_or("unknown".to_string(), |s| s.as_str().to_lowercase())
+                ),
+                Err(e) => {
+                    let error =
+                        error::classify(e, &self.endpoint(), "dynamodb:DescribeTable", table);
+                    failures.push(format!("dynamodb table {table}: {error}"));
+                    json!({"status": "failed", "error": error.to_string()})
+                }
+            };
+            tables.insert(table.clone(), status);
+        }
+        let info = json!({
+            "mode": "aws",
+            "region": self.config.region,
+            "endpoint_url": self.config.endpoint_url,
+            "s3_bucket": bucket,
+            "s3_status": s3_status,
+            "dynamodb_tables": tables,
+        });
+        if failures.is_empty() {
+            Ok(info)
+        } else {
+            Err((info, failures.join("; ")))
+        }
+    }
+}
