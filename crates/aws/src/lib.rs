@@ -10,9 +10,11 @@
 //! denied (naming the resource and action), an endpoint that does not answer
 //! (naming the URL), a table with another schema (naming the fix).
 
+pub mod bronze;
 mod error;
 mod provision;
 
+pub use bronze::{BronzeSink, bronze_key};
 pub use error::AwsError;
 pub use provision::{Step, StepOutcome};
 

@@ -2,13 +2,13 @@
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use movierec_config::Config;
+use movierec_config::{Config, StorageMode};
 use movierec_datasets::events::{EventStreamParams, synthetic_events};
 use movierec_datasets::movielens;
 use movierec_kafka::dlq;
 use movierec_kafka::producer::BulkProducer;
 use movierec_kafka::{ConsumerOptions, IngestStatus};
-use movierec_store::{RatingStore, SqliteRatingStore};
+use movierec_store::{EventSink, SqliteRatingStore};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -163,20 +163,44 @@ pub fn produce(config: &Config, args: &ProduceArgs<'_>) -> Result<()> {
 
 /// `movierec consume`: until Ctrl-C/SIGTERM, or until the stream is quiet.
 pub async fn consume(config: &Config, until_idle: Option<f64>) -> Result<()> {
-    let store = SqliteRatingStore::open(&config.sqlite.path).await?;
     let options = ConsumerOptions {
         until_idle: until_idle.map(Duration::from_secs_f64),
         ..Default::default()
     };
+    let mut sqlite = None;
+    let sink: Arc<dyn EventSink> = match config.storage_mode {
+        StorageMode::Sqlite => {
+            let store = SqliteRatingStore::open(&config.sqlite.path).await?;
+            sqlite = Some(store.clone());
+            Arc::new(store)
+        }
+        StorageMode::Aws => {
+            // Fails early, with the message for missing credentials.
+            movierec_aws::Aws::connect(&config.aws).await?;
+            let lake =
+                movierec_lake::Lake::open(&format!("s3://{}", config.aws.s3.bucket), &config.aws)?;
+            tracing::info!(
+                "storage_mode aws: raw events to {}/{} (DynamoDB features are not written yet)",
+                lake.url(),
+                config.aws.s3.bronze_prefix
+            );
+            Arc::new(movierec_aws::BronzeSink::new(
+                lake,
+                &config.aws.s3.bronze_prefix,
+            ))
+        }
+    };
     let summary = movierec_kafka::run_consumer(
         &config.kafka,
-        Arc::new(store.clone()) as Arc<dyn RatingStore>,
+        sink,
         Arc::new(IngestStatus::default()),
         options,
         crate::serve::shutdown_signal(),
     )
     .await?;
-    store.close().await;
+    if let Some(store) = sqlite {
+        store.close().await;
+    }
     eprintln!(
         "consumed {} events in {:.2}s ({:.0} events/s): {} applied, {} older than stored, {} already applied, {} dead-lettered, {} batches",
         summary.consumed,

@@ -211,7 +211,6 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Consume { until_idle } => {
             let config = load_config(&cli)?.config;
-            require_sqlite(&config, "consume")?;
             ingest::consume(&config, *until_idle).await
         }
         Command::Dlq { command } => {

