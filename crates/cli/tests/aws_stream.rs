@@ -22,13 +22,13 @@ fn aws_endpoint() -> String {
 }
 
 /// Adds aws mode to a stream's config and creates the bucket and tables.
-fn to_aws(work: &Path, s: &Stream) -> String {
+fn to_aws(work: &Path, s: &Stream, endpoint: &str) -> String {
     let bucket = unique("bronze");
     let mut text = std::fs::read_to_string(&s.config).unwrap();
     text.push_str(&format!(
         "storage_mode: aws\naws:\n  region: us-east-1\n  endpoint_url: \"{}\"\n  s3: {{ bucket: \"{bucket}\" }}\n  \
          dynamodb: {{ user_features_table: \"{bucket}-u\", movie_features_table: \"{bucket}-m\" }}\n",
-        aws_endpoint()
+        endpoint
     ));
     std::fs::write(&s.config, text).unwrap();
     run_ok(with_credentials(movierec_with(work, &s.config)).arg("setup-aws"));
@@ -44,7 +44,7 @@ fn with_credentials(mut command: std::process::Command) -> std::process::Command
 }
 
 /// Every line of every bronze object, and the number of objects.
-fn bronze_lines(bucket: &str) -> (Vec<String>, usize) {
+fn bronze_lines(endpoint: &str, bucket: &str) -> (Vec<String>, usize) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -52,7 +52,7 @@ fn bronze_lines(bucket: &str) -> (Vec<String>, usize) {
     runtime.block_on(async {
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(aws_endpoint())
+            .endpoint_url(endpoint)
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
                 "test", "test", None, None, "tests",
             ))
@@ -110,31 +110,14 @@ fn bronze_lines(bucket: &str) -> (Vec<String>, usize) {
     })
 }
 
-fn expected_lines(params: EventStreamParams) -> Vec<String> {
-    let mut lines: Vec<String> = synthetic_events(params)
-        .filter_map(|e| RatingEvent::from_json(&e.payload).ok())
-        .map(|e| e.to_json())
-        .collect();
-    lines.sort();
-    lines
-}
-
-#[test]
-fn every_valid_event_lands_in_exactly_one_bronze_object_through_sigkills() {
-    let work = workdir();
-    let s = stream(work.path(), "bronze", 3, "bronze", 1000);
-    let bucket = to_aws(work.path(), &s);
-    let params = EventStreamParams {
-        count: 50_000,
-        users: 2000,
-        movies: 1500,
-        invalid_fraction: 0.01,
-        seed: 21,
-        ..Default::default()
-    };
-    // Produced at a steady 1,000 events/s while the consumer is killed, so
-    // the kills land mid-stream.
-    let mut producer = movierec_with(work.path(), &s.config)
+/// `movierec produce` in the background at a steady rate.
+fn produce_at(
+    work: &Path,
+    s: &Stream,
+    params: &EventStreamParams,
+    rate: u32,
+) -> std::process::Child {
+    movierec_with(work, &s.config)
         .args([
             "produce",
             "--count",
@@ -148,12 +131,40 @@ fn every_valid_event_lands_in_exactly_one_bronze_object_through_sigkills() {
             "--seed",
             &params.seed.to_string(),
             "--rate",
-            "1000",
+            &rate.to_string(),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+fn expected_lines(params: EventStreamParams) -> Vec<String> {
+    let mut lines: Vec<String> = synthetic_events(params)
+        .filter_map(|e| RatingEvent::from_json(&e.payload).ok())
+        .map(|e| e.to_json())
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn every_valid_event_lands_in_exactly_one_bronze_object_through_sigkills() {
+    let work = workdir();
+    let s = stream(work.path(), "bronze", 3, "bronze", 1000);
+    let endpoint = aws_endpoint();
+    let bucket = to_aws(work.path(), &s, &endpoint);
+    let params = EventStreamParams {
+        count: 50_000,
+        users: 2000,
+        movies: 1500,
+        invalid_fraction: 0.01,
+        seed: 21,
+        ..Default::default()
+    };
+    // Produced at a steady 1,000 events/s while the consumer is killed, so
+    // the kills land mid-stream.
+    let mut producer = produce_at(work.path(), &s, &params, 1000);
     let want = expected_lines(params);
 
     // Five SIGKILLs, each once the bronze layer has grown, after a random wait.
@@ -168,7 +179,7 @@ fn every_valid_event_lands_in_exactly_one_bronze_object_through_sigkills() {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let before = bronze_lines(&bucket).1;
+        let before = bronze_lines(&endpoint, &bucket).1;
         let mut child = with_credentials(movierec_with(work.path(), &s.config))
             .arg("consume")
             .stdout(Stdio::null())
@@ -176,13 +187,13 @@ fn every_valid_event_lands_in_exactly_one_bronze_object_through_sigkills() {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while bronze_lines(&bucket).1 == before && Instant::now() < deadline {
+        while bronze_lines(&endpoint, &bucket).1 == before && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_millis(state % 1500));
         child.kill().unwrap();
         child.wait().unwrap();
-        let (lines, objects) = bronze_lines(&bucket);
+        let (lines, objects) = bronze_lines(&endpoint, &bucket);
         println!("kill {kill}: {} lines in {objects} objects", lines.len());
         if lines.len() < want.len() {
             interrupted += 1;
@@ -204,7 +215,7 @@ fn every_valid_event_lands_in_exactly_one_bronze_object_through_sigkills() {
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
-    let (mut got, objects) = bronze_lines(&bucket);
+    let (mut got, objects) = bronze_lines(&endpoint, &bucket);
     got.sort();
     assert_eq!(got.len(), want.len(), "{summary}");
     assert_eq!(got, want, "every valid event exactly once");
@@ -214,4 +225,97 @@ fn every_valid_event_lands_in_exactly_one_bronze_object_through_sigkills() {
         "{objects} objects for {} events",
         want.len()
     );
+}
+
+/// A moto server of this test's own, so pausing it touches no other test.
+struct PrivateMoto {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Drop for PrivateMoto {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    assert!(
+        std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[test]
+fn an_s3_outage_of_20_seconds_is_ridden_out() {
+    let port = free_port();
+    let child = std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start moto_server ({e}): pip install 'moto[server]==5.2.5'")
+        });
+    let moto = PrivateMoto {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::get(format!("{}/moto-api/", moto.endpoint))
+        .call()
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "moto_server did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let work = workdir();
+    let s = stream(work.path(), "outage", 2, "outage", 1000);
+    let bucket = to_aws(work.path(), &s, &moto.endpoint);
+    let params = EventStreamParams {
+        count: 20_000,
+        users: 500,
+        movies: 500,
+        invalid_fraction: 0.0,
+        seed: 3,
+        ..Default::default()
+    };
+    let mut producer = produce_at(work.path(), &s, &params, 1000);
+    let consumer = with_credentials(movierec_with(work.path(), &s.config))
+        .args(["consume", "--until-idle", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bronze_lines(&moto.endpoint, &bucket).1 == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing reached the bronze layer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The endpoint stops answering for 20 s mid-stream.
+    signal(moto.child.id(), "STOP");
+    std::thread::sleep(Duration::from_secs(20));
+    signal(moto.child.id(), "CONT");
+
+    let output = consumer.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the consumer gave up: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(producer.wait().unwrap().success());
+    let (mut got, _) = bronze_lines(&moto.endpoint, &bucket);
+    got.sort();
+    assert_eq!(got, expected_lines(params), "nothing lost, nothing twice");
 }

@@ -25,9 +25,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Attempts at a store write or dead-letter delivery before the consumer
-/// stops with an error (nothing of the failed batch is committed).
-const ATTEMPTS: u32 = 8;
+/// How long a store write, dead-letter delivery or commit is retried before
+/// the consumer stops with an error (nothing of the failed batch is
+/// committed, so a restart resumes there): long enough to ride out a broker,
+/// S3 or DynamoDB outage, short enough that a permanent fault is reported.
+const RETRY_FOR: Duration = Duration::from_secs(600);
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long `until_idle` runs wait for the group to assign partitions.
 const JOIN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -420,24 +424,29 @@ impl Writer {
     }
 }
 
-/// Retries with backoff (50 ms doubling to ~6 s); the last error is returned.
+/// Retries with backoff (50 ms doubling, at most 5 s apart) for up to
+/// `RETRY_FOR`; then the last error is returned.
 async fn retry<T, E, F, Fut>(status: &IngestStatus, what: &str, mut attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = std::result::Result<T, E>>,
     E: Into<crate::IngestError> + std::fmt::Display,
 {
+    let started = Instant::now();
     let mut delay = Duration::from_millis(50);
     for n in 1.. {
         match attempt().await {
-            Ok(value) => return Ok(value),
-            Err(error) if n < ATTEMPTS => {
-                tracing::warn!(
-                    "cannot {what} (attempt {n} of {ATTEMPTS}, retrying in {delay:?}): {error}"
-                );
+            Ok(value) => {
+                if n > 1 {
+                    tracing::info!("{what}: succeeded after {n} attempts");
+                }
+                return Ok(value);
+            }
+            Err(error) if started.elapsed() < RETRY_FOR => {
+                tracing::warn!("cannot {what} (attempt {n}, retrying in {delay:?}): {error}");
                 status.failed(format!("cannot {what}: {error}"));
                 tokio::time::sleep(delay).await;
-                delay *= 2;
+                delay = (delay * 2).min(MAX_BACKOFF);
             }
             Err(error) => return Err(error.into()),
         }
