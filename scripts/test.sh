@@ -53,6 +53,18 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 as_postgres() { su postgres -s /bin/sh -c "$1"; }
+# wait_ready NAME PID LOG PYTHON_CHECK: until the check passes; dies naming the
+# service with the end of its log if it exits or takes over STARTUP_TIMEOUT_S.
+wait_ready() {
+  local name=$1 pid=$2 log=$3 check=$4 deadline=$((SECONDS + STARTUP_TIMEOUT_S))
+  until python3 -c "$check" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+      echo "--- $name log (last 30 lines):"; tail -30 "$log" 2>/dev/null
+      die "$name did not answer within ${STARTUP_TIMEOUT_S}s (log above)"
+    fi
+    sleep 0.2
+  done
+}
 
 work=$(mktemp -d /tmp/movierec-test.XXXXXX)
 chmod 755 "$work" # the postgres and mysql users must reach their folders below it
@@ -163,14 +175,8 @@ kafka_port=$(free_port)
   --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/ \
   </dev/null >"$work/tansu.log" 2>&1 &
 tansu_pid=$!
-deadline=$((SECONDS + STARTUP_TIMEOUT_S))
-until python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $kafka_port), 1)" 2>/dev/null; do
-  if ! kill -0 "$tansu_pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-    echo "--- tansu log (last 30 lines):"; tail -30 "$work/tansu.log" 2>/dev/null
-    die "tansu did not listen on 127.0.0.1:$kafka_port within ${STARTUP_TIMEOUT_S}s (log above)"
-  fi
-  sleep 0.2
-done
+wait_ready tansu "$tansu_pid" "$work/tansu.log" \
+  "import socket; socket.create_connection(('127.0.0.1', $kafka_port), 1)"
 echo "tansu pid $tansu_pid on 127.0.0.1:$kafka_port ($tansu_bin)"
 export MOVIEREC_TEST_KAFKA="127.0.0.1:$kafka_port"
 
@@ -184,14 +190,8 @@ moto_bin=$(command -v moto_server || echo "$(python3 -c 'import sys, os; print(o
 moto_port=$(free_port)
 "$moto_bin" -H 127.0.0.1 -p "$moto_port" </dev/null >"$work/moto.log" 2>&1 &
 moto_pid=$!
-deadline=$((SECONDS + STARTUP_TIMEOUT_S))
-until python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$moto_port/moto-api/', timeout=1)" 2>/dev/null; do
-  if ! kill -0 "$moto_pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-    echo "--- moto log (last 30 lines):"; tail -30 "$work/moto.log" 2>/dev/null
-    die "moto_server did not answer on 127.0.0.1:$moto_port within ${STARTUP_TIMEOUT_S}s (log above)"
-  fi
-  sleep 0.3
-done
+wait_ready moto_server "$moto_pid" "$work/moto.log" \
+  "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$moto_port/moto-api/', timeout=1)"
 echo "moto_server pid $moto_pid on 127.0.0.1:$moto_port"
 export MOVIEREC_TEST_AWS_ENDPOINT="http://127.0.0.1:$moto_port"
 

@@ -177,17 +177,7 @@ pub async fn consume(config: &Config, until_idle: Option<f64>) -> Result<()> {
         StorageMode::Aws => {
             // Fails early, with the message for missing credentials.
             movierec_aws::Aws::connect(&config.aws).await?;
-            let lake =
-                movierec_lake::Lake::open(&format!("s3://{}", config.aws.s3.bucket), &config.aws)?;
-            tracing::info!(
-                "storage_mode aws: raw events to {}/{} (DynamoDB features are not written yet)",
-                lake.url(),
-                config.aws.s3.bronze_prefix
-            );
-            Arc::new(movierec_aws::BronzeSink::new(
-                lake,
-                &config.aws.s3.bronze_prefix,
-            ))
+            Arc::new(crate::serve::bronze_sink(config)?)
         }
     };
     let summary = movierec_kafka::run_consumer(

@@ -152,12 +152,20 @@ pub async fn serve_aws(config: &Config) -> Result<()> {
     let aws = movierec_aws::Aws::connect(&config.aws).await?;
     let serving = ServingDb::connect(&config.serving.database_url).await?;
     let listener = bind(config).await?;
+    let mut streaming = None;
+    let (intake, dependencies): Wiring = if config.kafka.enabled {
+        let (started, wiring) = Streaming::start(config, Arc::new(bronze_sink(config)?))?;
+        streaming = Some(started);
+        wiring
+    } else {
+        (Arc::new(NotYetIntake), Vec::new())
+    };
     let state = AppState {
         serving_url: serving.display_url(),
         serving: Arc::new(serving.clone()),
         storage: Arc::new(AwsProbe { aws }),
-        intake: Arc::new(NotYetIntake),
-        dependencies: Vec::new(),
+        intake,
+        dependencies,
         metrics: metrics_handle(),
     };
     tracing::info!(
@@ -165,9 +173,27 @@ pub async fn serve_aws(config: &Config) -> Result<()> {
         config.serving.host,
         config.serving.port
     );
-    movierec_server::serve(listener, state, shutdown_signal()).await?;
+    let served = movierec_server::serve(listener, state, shutdown_signal()).await;
+    if let Some(streaming) = streaming {
+        streaming.stop().await;
+    }
+    served?;
     serving.close().await;
     Ok(())
+}
+
+/// The S3 bronze writer of aws mode, through the lake.
+pub fn bronze_sink(config: &Config) -> Result<movierec_aws::BronzeSink> {
+    let lake = movierec_lake::Lake::open(&format!("s3://{}", config.aws.s3.bucket), &config.aws)?;
+    tracing::info!(
+        "storage_mode aws: raw events to {}/{} (DynamoDB features are not written yet)",
+        lake.url(),
+        config.aws.s3.bronze_prefix
+    );
+    Ok(movierec_aws::BronzeSink::new(
+        lake,
+        &config.aws.s3.bronze_prefix,
+    ))
 }
 
 async fn bind(config: &Config) -> Result<tokio::net::TcpListener> {
@@ -195,66 +221,51 @@ fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
         .clone()
 }
 
-async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingDb) -> Result<()> {
-    let address = format!("{}:{}", config.serving.host, config.serving.port);
-    let listener = bind(config).await?;
-    let metrics = metrics_handle();
-    let shared_store: Arc<dyn RatingStore> = Arc::new(store.clone());
-    let (stop_consumer, consumer_stopped) = tokio::sync::watch::channel(false);
-    let mut consumer = None;
-    let (intake, dependencies): (Arc<dyn RatingIntake>, Vec<Arc<dyn DependencyProbe>>) =
-        if config.kafka.enabled {
-            let producer = EventProducer::new(&config.kafka)?;
-            let status = Arc::new(IngestStatus::default());
-            let kafka = config.kafka.clone();
-            let task_store: Arc<dyn movierec_store::EventSink> = Arc::new(store.clone());
-            let task_status = status.clone();
-            let mut stopped = consumer_stopped.clone();
-            consumer = Some(tokio::spawn(async move {
-                movierec_kafka::run_consumer(
-                    &kafka,
-                    task_store,
-                    task_status,
-                    ConsumerOptions::default(),
-                    async move {
-                        let _ = stopped.wait_for(|stop| *stop).await;
-                    },
-                )
-                .await
-            }));
-            (
-                Arc::new(KafkaIntake {
-                    producer: producer.clone(),
-                }),
-                vec![Arc::new(KafkaProbe {
-                    producer,
-                    bootstrap: config.kafka.bootstrap_servers.clone(),
-                    status: Some(status),
-                })],
+/// Where posted ratings go, and what `/health` checks beyond storage.
+type Wiring = (Arc<dyn RatingIntake>, Vec<Arc<dyn DependencyProbe>>);
+
+/// The consumer running beside the server, and how to stop it.
+struct Streaming {
+    stop: tokio::sync::watch::Sender<bool>,
+    consumer: tokio::task::JoinHandle<movierec_kafka::Result<movierec_kafka::ConsumeSummary>>,
+}
+
+impl Streaming {
+    /// With Kafka configured: posted ratings go to Kafka, a consumer writes
+    /// them to `sink`, and `/health` reports both.
+    fn start(config: &Config, sink: Arc<dyn movierec_store::EventSink>) -> Result<(Self, Wiring)> {
+        let producer = EventProducer::new(&config.kafka)?;
+        let status = Arc::new(IngestStatus::default());
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let kafka = config.kafka.clone();
+        let task_status = status.clone();
+        let consumer = tokio::spawn(async move {
+            movierec_kafka::run_consumer(
+                &kafka,
+                sink,
+                task_status,
+                ConsumerOptions::default(),
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
             )
-        } else {
-            (
-                Arc::new(StoreIntake {
-                    store: shared_store.clone(),
-                }),
-                Vec::new(),
-            )
-        };
-    let state = AppState {
-        serving_url: serving.display_url(),
-        serving: Arc::new(serving.clone()),
-        storage: Arc::new(SqliteProbe {
-            store: store.clone(),
-        }),
-        intake,
-        dependencies,
-        metrics,
-    };
-    tracing::info!("serving on http://{address} (try /health, /api/recommendations/top)");
-    let served = movierec_server::serve(listener, state, shutdown_signal()).await;
-    let _ = stop_consumer.send(true);
-    if let Some(consumer) = consumer {
-        match consumer.await {
+            .await
+        });
+        let intake = Arc::new(KafkaIntake {
+            producer: producer.clone(),
+        });
+        let probe = Arc::new(KafkaProbe {
+            producer,
+            bootstrap: config.kafka.bootstrap_servers.clone(),
+            status: Some(status),
+        });
+        Ok((Self { stop, consumer }, (intake, vec![probe])))
+    }
+
+    /// Stops the consumer (it writes the batch in hand first).
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        match self.consumer.await {
             Ok(Ok(summary)) => tracing::info!(
                 "consumer stopped after {} events ({} applied, {} dead-lettered)",
                 summary.consumed,
@@ -264,6 +275,39 @@ async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingD
             Ok(Err(error)) => tracing::error!("the consumer failed: {error}"),
             Err(error) => tracing::error!("the consumer task failed: {error}"),
         }
+    }
+}
+
+async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingDb) -> Result<()> {
+    let address = format!("{}:{}", config.serving.host, config.serving.port);
+    let listener = bind(config).await?;
+    let mut streaming = None;
+    let (intake, dependencies): Wiring = if config.kafka.enabled {
+        let (started, wiring) = Streaming::start(config, Arc::new(store.clone()))?;
+        streaming = Some(started);
+        wiring
+    } else {
+        (
+            Arc::new(StoreIntake {
+                store: Arc::new(store.clone()),
+            }),
+            Vec::new(),
+        )
+    };
+    let state = AppState {
+        serving_url: serving.display_url(),
+        serving: Arc::new(serving.clone()),
+        storage: Arc::new(SqliteProbe {
+            store: store.clone(),
+        }),
+        intake,
+        dependencies,
+        metrics: metrics_handle(),
+    };
+    tracing::info!("serving on http://{address} (try /health, /api/recommendations/top)");
+    let served = movierec_server::serve(listener, state, shutdown_signal()).await;
+    if let Some(streaming) = streaming {
+        streaming.stop().await;
     }
     served?;
     serving.close().await;

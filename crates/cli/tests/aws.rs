@@ -346,11 +346,10 @@ print(key["AccessKeyId"], key["SecretAccessKey"])
     )
 }
 
-#[test]
-fn access_denied_names_the_resource_and_the_action() {
-    // No policy at all: the first call, on the bucket, is refused.
-    let moto = strict_moto(2);
-    let (key, secret) = iam_user(&moto.endpoint, None);
+/// `setup-aws` as an IAM user of a strict moto with `policy`: its error.
+fn setup_denied(free_requests: u32, policy: Option<&str>) -> (String, Names, tempfile::TempDir) {
+    let moto = strict_moto(free_requests);
+    let (key, secret) = iam_user(&moto.endpoint, policy);
     let work = workdir();
     let names = aws_config(work.path(), "us-east-1", &moto.endpoint);
     let message = failure(
@@ -359,6 +358,13 @@ fn access_denied_names_the_resource_and_the_action() {
             .env("AWS_ACCESS_KEY_ID", &key)
             .env("AWS_SECRET_ACCESS_KEY", &secret),
     );
+    (message, names, work)
+}
+
+#[test]
+fn access_denied_names_the_resource_and_the_action() {
+    // No policy at all: the first call, on the bucket, is refused.
+    let (message, names, _work) = setup_denied(2, None);
     assert!(
         message.contains(&format!(
             "access denied: s3:ListBucket (HeadBucket) on s3://{} (HTTP 403 Forbidden)",
@@ -368,19 +374,11 @@ fn access_denied_names_the_resource_and_the_action() {
     );
 
     // S3 allowed, DynamoDB not: the bucket is made, the table call refused.
-    let moto = strict_moto(3);
-    let (key, secret) = iam_user(
-        &moto.endpoint,
+    let (message, names, _work) = setup_denied(
+        3,
         Some(
             r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}"#,
         ),
-    );
-    let names = aws_config(work.path(), "us-east-1", &moto.endpoint);
-    let message = failure(
-        movierec_aws(work.path(), &names)
-            .arg("setup-aws")
-            .env("AWS_ACCESS_KEY_ID", &key)
-            .env("AWS_SECRET_ACCESS_KEY", &secret),
     );
     assert!(
         message.contains(&format!(

@@ -319,3 +319,44 @@ fn an_s3_outage_of_20_seconds_is_ridden_out() {
     got.sort();
     assert_eq!(got, expected_lines(params), "nothing lost, nothing twice");
 }
+
+#[test]
+fn in_aws_mode_posted_ratings_reach_the_bronze_layer_through_kafka() {
+    let work = workdir();
+    let s = stream(work.path(), "aws-api", 1, "aws-api", 100);
+    let endpoint = aws_endpoint();
+    let bucket = to_aws(work.path(), &s, &endpoint);
+    let config = s.config.display().to_string();
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    let server = start(work.path(), &["--config", &config, "serve"], &credentials);
+    let (status, body) = post(
+        &server.base,
+        "/api/ratings",
+        r#"{"user_id": 7, "movie_id": 8, "rating": 4.5, "timestamp": "2025-03-15T10:30:00"}"#,
+    );
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (lines, _) = bronze_lines(&endpoint, &bucket);
+        if !lines.is_empty() {
+            assert_eq!(
+                lines,
+                [r#"{"movie_id":8,"rating":4.5,"timestamp":"2025-03-15T10:30:00Z","user_id":7}"#]
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rating never reached the bronze layer"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, health) = get(&server.base, "/health");
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["storage_mode"], "aws");
+    assert_eq!(health["kafka"]["status"], "connected");
+}
