@@ -269,48 +269,11 @@ fn missing_credentials_and_unreachable_endpoints_are_named() {
     assert!(message.contains("aws.endpoint_url"), "{message}");
 }
 
-/// A moto server of this test's own that enforces IAM: the first `free`
-/// requests are let through unauthenticated (to make a user), the rest need
-/// that user's keys and policy.
-struct StrictMoto {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl Drop for StrictMoto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn strict_moto(free: u32) -> StrictMoto {
-    let port = free_port();
-    let child = std::process::Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("INITIAL_NO_AUTH_ACTION_COUNT", free.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start moto_server ({e}): pip install 'moto[server]==5.2.5' (scripts/test.sh does)")
-        });
-    let moto = StrictMoto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while ureq::get(format!("{}/moto-api/", moto.endpoint))
-        .call()
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "moto_server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    moto
+/// A moto of this test's own that enforces IAM: the first `free` requests
+/// are let through unauthenticated (to make a user), the rest need that
+/// user's keys and policy.
+fn strict_moto(free: u32) -> Moto {
+    spawn_moto(&[("INITIAL_NO_AUTH_ACTION_COUNT", free.to_string())])
 }
 
 /// Creates an IAM user (with an inline policy, if any) and returns its keys.

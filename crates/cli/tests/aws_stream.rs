@@ -117,22 +117,8 @@ fn produce_at(
     params: &EventStreamParams,
     rate: u32,
 ) -> std::process::Child {
-    movierec_with(work, &s.config)
-        .args([
-            "produce",
-            "--count",
-            &params.count.to_string(),
-            "--users",
-            &params.users.to_string(),
-            "--movies",
-            &params.movies.to_string(),
-            "--invalid-fraction",
-            &params.invalid_fraction.to_string(),
-            "--seed",
-            &params.seed.to_string(),
-            "--rate",
-            &rate.to_string(),
-        ])
+    produce_command(work, &s.config, params)
+        .args(["--rate", &rate.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -168,17 +154,9 @@ fn every_valid_event_lands_in_exactly_one_bronze_object_through_sigkills() {
     let want = expected_lines(params);
 
     // Five SIGKILLs, each once the bronze layer has grown, after a random wait.
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    println!("kill schedule seed {seed}");
-    let mut state = seed | 1;
+    let mut schedule = KillSchedule::from_clock();
     let mut interrupted = 0;
     for kill in 0..5 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
         let before = bronze_lines(&endpoint, &bucket).1;
         let mut child = with_credentials(movierec_with(work.path(), &s.config))
             .arg("consume")
@@ -190,7 +168,7 @@ fn every_valid_event_lands_in_exactly_one_bronze_object_through_sigkills() {
         while bronze_lines(&endpoint, &bucket).1 == before && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(state % 1500));
+        std::thread::sleep(schedule.next_wait(1500));
         child.kill().unwrap();
         child.wait().unwrap();
         let (lines, objects) = bronze_lines(&endpoint, &bucket);
@@ -227,22 +205,6 @@ fn every_valid_event_lands_in_exactly_one_bronze_object_through_sigkills() {
     );
 }
 
-/// A moto server of this test's own, so pausing it touches no other test.
-struct PrivateMoto {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl Drop for PrivateMoto {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn signal(pid: u32, name: &str) {
     assert!(
         std::process::Command::new("kill")
@@ -255,27 +217,8 @@ fn signal(pid: u32, name: &str) {
 
 #[test]
 fn an_s3_outage_of_20_seconds_is_ridden_out() {
-    let port = free_port();
-    let child = std::process::Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start moto_server ({e}): pip install 'moto[server]==5.2.5'")
-        });
-    let moto = PrivateMoto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(format!("{}/moto-api/", moto.endpoint))
-        .call()
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Its own moto: pausing it must touch no other test.
+    let moto = spawn_moto(&[]);
 
     let work = workdir();
     let s = stream(work.path(), "outage", 2, "outage", 1000);

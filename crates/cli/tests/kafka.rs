@@ -236,17 +236,9 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
     let db = work.path().join("crashy.db");
 
     // Five kills at pseudo-random moments (seeded, printed for reruns).
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    println!("kill schedule seed {seed}");
-    let mut state = seed | 1;
+    let mut schedule = KillSchedule::from_clock();
     let mut interrupted = 0;
     for kill in 0..5 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
         let before = consumed_positions(&db, &crashy.topic);
         let mut child = movierec_with(work.path(), &crashy.config)
             .args(["consume"])
@@ -259,7 +251,7 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
         while consumed_positions(&db, &crashy.topic) == before && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(state % 1500));
+        std::thread::sleep(schedule.next_wait(1500));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let at = consumed_positions(&db, &crashy.topic);

@@ -247,3 +247,53 @@ pub fn stop_with_sigterm(server: &mut Server, seconds: u64) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// A moto server of a test's own (S3, DynamoDB, IAM), on a free port: for
+/// tests that pause it or make it enforce IAM, which must touch no other test.
+pub struct Moto {
+    pub child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        // A paused server must be resumed to die.
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `moto_server` with `envs` and waits until it answers.
+pub fn spawn_moto(envs: &[(&str, String)]) -> Moto {
+    let port = free_port();
+    let mut command = std::process::Command::new("moto_server");
+    command
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let child = command.spawn().unwrap_or_else(|e| {
+        panic!("cannot start moto_server ({e}): pip install 'moto[server]==5.2.5' (scripts/test.sh does)")
+    });
+    let moto = Moto {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ureq::get(format!("{}/moto-api/", moto.endpoint))
+        .call()
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "moto_server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    moto
+}

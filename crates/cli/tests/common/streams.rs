@@ -83,9 +83,14 @@ pub fn movierec_with(work: &Path, config: &Path) -> std::process::Command {
     command
 }
 
-/// `movierec produce --count` with the generator's parameters.
-pub fn produce(work: &Path, config: &Path, params: &EventStreamParams) -> String {
-    let output = run_ok(movierec_with(work, config).args([
+/// `movierec produce --count` with the generator's parameters (not run yet).
+pub fn produce_command(
+    work: &Path,
+    config: &Path,
+    params: &EventStreamParams,
+) -> std::process::Command {
+    let mut command = movierec_with(work, config);
+    command.args([
         "produce",
         "--count",
         &params.count.to_string(),
@@ -97,8 +102,36 @@ pub fn produce(work: &Path, config: &Path, params: &EventStreamParams) -> String
         &params.invalid_fraction.to_string(),
         "--seed",
         &params.seed.to_string(),
-    ]));
+    ]);
+    command
+}
+
+/// Runs `movierec produce --count` and returns what it printed.
+pub fn produce(work: &Path, config: &Path, params: &EventStreamParams) -> String {
+    let output = run_ok(&mut produce_command(work, config, params));
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Kill moments: a seeded xorshift, the seed printed so a failure can be rerun.
+pub struct KillSchedule(u64);
+
+impl KillSchedule {
+    pub fn from_clock() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        println!("kill schedule seed {seed}");
+        Self(seed | 1)
+    }
+
+    /// The next wait, below `bound_ms`.
+    pub fn next_wait(&mut self, bound_ms: u64) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        Duration::from_millis(self.0 % bound_ms)
+    }
 }
 
 pub fn consume_until_idle(work: &Path, config: &Path) -> Value {
