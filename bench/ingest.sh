@@ -313,7 +313,10 @@ export BENCH_OUT=$out BENCH_STAMP=$stamp BENCH_IDLE_S=$idle_s BENCH_TANSU=$tansu
   BENCH_BASELINE_DEFAULT_EVENTS=$baseline_default_events BENCH_JOURNALS=$baseline_journals \
   BENCH_BASELINE_ONLY=${baseline_only:-0} BENCH_LOAD_BEFORE=$load_before BENCH_LOAD_AFTER=$load_after
 python3 - <<'PY'
-import json, os, platform, re, statistics, subprocess
+import json, os, platform, re, statistics, subprocess, sys
+
+sys.path.insert(0, "bench")
+from benchlib import gnu_time, sh  # noqa: E402
 
 env = os.environ
 out, stamp = env["BENCH_OUT"], env["BENCH_STAMP"]
@@ -321,25 +324,6 @@ results_dir = os.path.dirname(out)
 idle_s = float(env["BENCH_IDLE_S"])
 
 
-def sh(cmd):
-    try:
-        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout.strip() or None
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def gnu_time(path):
-    fields = {}
-    for line in open(path):
-        if ": " in line:
-            k, v = line.strip().rsplit(": ", 1)
-            fields[k] = v
-    return {
-        "peak_rss_kib": int(fields["Maximum resident set size (kbytes)"]),
-        "user_s": float(fields["User time (seconds)"]),
-        "sys_s": float(fields["System time (seconds)"]),
-        "cpu_percent": int(fields["Percent of CPU this job got"].rstrip("%") or 0),
-    }
 
 
 def last_json(path):

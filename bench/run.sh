@@ -146,33 +146,16 @@ export BENCH_OUT=$out BENCH_STAMP=$stamp BENCH_FILE=$file BENCH_PARITY_RC=$parit
   BENCH_MIN_RATINGS=$min_ratings BENCH_TOP_N=$top_n BENCH_MASTER=$spark_master \
   BENCH_LOAD_BEFORE=$load_before BENCH_LOAD_AFTER=$load_after
 python3 - <<'PY'
-import json, os, platform, re, statistics, subprocess
+import json, os, platform, re, statistics, subprocess, sys
+
+sys.path.insert(0, "bench")
+from benchlib import gnu_time, sh  # noqa: E402
 
 env = os.environ
 out, stamp, file = env["BENCH_OUT"], env["BENCH_STAMP"], env["BENCH_FILE"]
 results_dir = os.path.dirname(out)
 
 
-def sh(cmd):
-    try:
-        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout.strip() or None
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def gnu_time(path):
-    fields = {}
-    for line in open(path):
-        if ": " in line:
-            k, v = line.strip().rsplit(": ", 1)
-            fields[k] = v
-    return {
-        "peak_rss_kib": int(fields["Maximum resident set size (kbytes)"]),
-        "user_s": float(fields["User time (seconds)"]),
-        "sys_s": float(fields["System time (seconds)"]),
-        "cpu_percent": int(fields["Percent of CPU this job got"].rstrip("%") or 0),
-        "gnu_time_wall": fields["Elapsed (wall clock) time (h:mm:ss or m:ss)"],
-    }
 
 
 runs = []

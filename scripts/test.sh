@@ -187,6 +187,9 @@ if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import moto, flask'
   python3 -m pip install -q 'moto[server]==5.2.5' || die "pip install moto[server]==5.2.5 failed"
 fi
 moto_bin=$(command -v moto_server || echo "$(python3 -c 'import sys, os; print(os.path.dirname(sys.executable))')/moto_server")
+[ -x "$moto_bin" ] || die "moto_server not found after installing moto[server] (looked on PATH and beside python3)"
+# Some tests start a moto of their own (paused, or enforcing IAM): find it by name.
+export PATH="$(dirname "$moto_bin"):$PATH"
 moto_port=$(free_port)
 "$moto_bin" -H 127.0.0.1 -p "$moto_port" </dev/null >"$work/moto.log" 2>&1 &
 moto_pid=$!

@@ -39,42 +39,10 @@ MAX_EVENT_BYTES = 64 * 1024
 MAX_ID = 2**63 - 1
 MAX_MILLIS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 
-# Same schema as crates/store/migrations/store-sqlite/0001_store.sql.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS ratings (
-    user_id INTEGER NOT NULL,
-    movie_id INTEGER NOT NULL,
-    rating_half INTEGER NOT NULL CHECK (rating_half BETWEEN 1 AND 10),
-    ts_ms INTEGER NOT NULL,
-    PRIMARY KEY (user_id, movie_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS movies (
-    movie_id INTEGER PRIMARY KEY,
-    title TEXT NOT NULL,
-    genres TEXT NOT NULL,
-    year INTEGER NULL
-);
-CREATE TABLE IF NOT EXISTS user_features (
-    user_id INTEGER PRIMARY KEY,
-    rating_count INTEGER NOT NULL,
-    sum_half INTEGER NOT NULL,
-    sum_sq_quarter INTEGER NOT NULL,
-    last_update_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS movie_features (
-    movie_id INTEGER PRIMARY KEY,
-    rating_count INTEGER NOT NULL,
-    sum_half INTEGER NOT NULL,
-    sum_sq_quarter INTEGER NOT NULL,
-    last_update_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS consumer_offsets (
-    topic TEXT NOT NULL,
-    partition_id INTEGER NOT NULL,
-    next_offset INTEGER NOT NULL,
-    PRIMARY KEY (topic, partition_id)
-);
-"""
+# The store's own schema, so the baseline writes exactly the tables movierec does.
+SCHEMA_FILE = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "crates", "store", "migrations", "store-sqlite", "0001_store.sql"
+)
 
 
 class Invalid(Exception):
@@ -209,7 +177,8 @@ def main():
     if args.journal == "wal":
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(SCHEMA)
+    with open(SCHEMA_FILE) as schema:
+        conn.executescript(schema.read())
     conn.commit()
 
     consumer = Consumer({

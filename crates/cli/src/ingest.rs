@@ -89,7 +89,7 @@ pub fn produce(config: &Config, args: &ProduceArgs<'_>) -> Result<()> {
             };
             for event in synthetic_events(params) {
                 pacer.wait(sent);
-                producer.send(&topic, event.key.as_bytes(), &event.payload, None)?;
+                producer.send(&topic, event.key.as_bytes(), &event.payload)?;
                 sent += 1;
                 invalid += u64::from(event.invalid_reason.is_some());
                 if sent.is_multiple_of(4096) {
@@ -138,7 +138,7 @@ pub fn produce(config: &Config, args: &ProduceArgs<'_>) -> Result<()> {
                         invalid += 1;
                     }
                 }
-                producer.send(&topic, row.user_id.to_string().as_bytes(), &payload, None)?;
+                producer.send(&topic, row.user_id.to_string().as_bytes(), &payload)?;
                 sent += 1;
                 if sent.is_multiple_of(4096) {
                     bar.set_position(sent);

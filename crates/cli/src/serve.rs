@@ -83,7 +83,7 @@ impl RatingIntake for KafkaIntake {
 struct KafkaProbe {
     producer: EventProducer,
     bootstrap: String,
-    status: Option<Arc<IngestStatus>>,
+    status: Arc<IngestStatus>,
 }
 
 #[async_trait]
@@ -93,10 +93,8 @@ impl DependencyProbe for KafkaProbe {
     }
 
     async fn check(&self) -> Result<Value, (Value, String)> {
-        let mut info = json!({"bootstrap_servers": self.bootstrap});
-        if let Some(status) = &self.status {
-            info["consumer"] = status.to_json();
-        }
+        let mut info =
+            json!({"bootstrap_servers": self.bootstrap, "consumer": self.status.to_json()});
         match self.producer.check().await {
             Ok(()) => {
                 info["status"] = json!("connected");
@@ -168,11 +166,6 @@ pub async fn serve_aws(config: &Config) -> Result<()> {
         dependencies,
         metrics: metrics_handle(),
     };
-    tracing::info!(
-        "serving on http://{}:{} (storage_mode aws)",
-        config.serving.host,
-        config.serving.port
-    );
     let served = movierec_server::serve(listener, state, shutdown_signal()).await;
     if let Some(streaming) = streaming {
         streaming.stop().await;
@@ -198,13 +191,18 @@ pub fn bronze_sink(config: &Config) -> Result<movierec_aws::BronzeSink> {
 
 async fn bind(config: &Config) -> Result<tokio::net::TcpListener> {
     let address = format!("{}:{}", config.serving.host, config.serving.port);
-    tokio::net::TcpListener::bind(&address)
+    let listener = tokio::net::TcpListener::bind(&address)
         .await
         .with_context(|| {
             format!(
                 "cannot listen on {address} (is another server using the port? set serving.port)"
             )
-        })
+        })?;
+    tracing::info!(
+        "serving on http://{address} (storage_mode {}; try /health, /api/recommendations/top)",
+        config.storage_mode.as_str()
+    );
+    Ok(listener)
 }
 
 /// Installs the Prometheus recorder once per process; `/metrics` renders it.
@@ -257,7 +255,7 @@ impl Streaming {
         let probe = Arc::new(KafkaProbe {
             producer,
             bootstrap: config.kafka.bootstrap_servers.clone(),
-            status: Some(status),
+            status,
         });
         Ok((Self { stop, consumer }, (intake, vec![probe])))
     }
@@ -279,7 +277,6 @@ impl Streaming {
 }
 
 async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingDb) -> Result<()> {
-    let address = format!("{}:{}", config.serving.host, config.serving.port);
     let listener = bind(config).await?;
     let mut streaming = None;
     let (intake, dependencies): Wiring = if config.kafka.enabled {
@@ -304,7 +301,6 @@ async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingD
         dependencies,
         metrics: metrics_handle(),
     };
-    tracing::info!("serving on http://{address} (try /health, /api/recommendations/top)");
     let served = movierec_server::serve(listener, state, shutdown_signal()).await;
     if let Some(streaming) = streaming {
         streaming.stop().await;

@@ -3,10 +3,11 @@
 //! - [`producer`]: sends rating events (the API's `POST /api/ratings`, and
 //!   `movierec produce` for synthetic streams and MovieLens replays).
 //! - [`consumer`]: the consumer group on `user-events`. Valid events go to a
-//!   [`movierec_store::RatingStore`] in batches; each batch's stream positions
-//!   are stored in the same transaction as its data, so after a crash the
-//!   replayed positions are recognised and skipped (exactly-once effect).
-//!   Invalid events go to the dead-letter topic before their batch commits.
+//!   [`movierec_store::EventSink`] in batches: the SQLite store keeps each
+//!   batch's stream positions in the same transaction as its data and skips
+//!   replayed ones; the S3 bronze writer relies on a synchronous Kafka commit
+//!   after its objects are stored (exactly-once effect either way). Invalid
+//!   events go to the dead-letter topic before their batch commits.
 //! - [`dlq`]: the dead-letter topic: headers, listing and replay.
 //!
 //! Every client takes `kafka.properties` as extra librdkafka settings, so

@@ -4,7 +4,7 @@
 use crate::{IngestError, Result, client_config, kafka_error};
 use movierec_config::KafkaConfig;
 use rdkafka::ClientContext;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext,
     ThreadedProducer,
@@ -161,20 +161,8 @@ impl BulkProducer {
         })
     }
 
-    pub fn send(
-        &self,
-        topic: &str,
-        key: &[u8],
-        payload: &[u8],
-        header: Option<(&str, &str)>,
-    ) -> Result<()> {
+    pub fn send(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<()> {
         let mut record = BaseRecord::to(topic).key(key).payload(payload);
-        if let Some((name, value)) = header {
-            record = record.headers(OwnedHeaders::new().insert(Header {
-                key: name,
-                value: Some(value),
-            }));
-        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),

@@ -57,15 +57,6 @@ impl IngestStatus {
         self.with(|s| s.last_error = Some(error));
     }
 
-    /// `Err` when the broker did not answer the last check.
-    pub fn broker_error(&self) -> Option<String> {
-        self.with(|s| s.broker_error.clone())
-    }
-
-    pub fn total_lag(&self) -> i64 {
-        self.with(|s| s.lag.values().sum())
-    }
-
     /// The consumer's part of `/health`.
     pub fn to_json(&self) -> Value {
         self.with(|s| {

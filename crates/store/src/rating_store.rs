@@ -23,6 +23,12 @@ const PAIRS_PER_LOOKUP: usize = 5000;
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
 
+/// What a write applies: events from the API, or a stretch of a stream.
+enum Source<'a> {
+    Direct(&'a [RatingEvent]),
+    Stream(StreamBatch<'a>),
+}
+
 /// The embedded rating store: one SQLite file (`sqlite.path`).
 #[derive(Debug, Clone)]
 pub struct SqliteRatingStore {
@@ -92,12 +98,7 @@ impl SqliteRatingStore {
 
     /// One write transaction for a batch: skip replayed positions, plan against
     /// the stored ratings, write ratings and feature deltas, record progress.
-    async fn apply(
-        &self,
-        events: &[&RatingEvent],
-        progress: Option<(&str, &[(i32, i64)])>,
-        replayed: usize,
-    ) -> Result<ApplyOutcome> {
+    async fn apply(&self, source: Source<'_>) -> Result<ApplyOutcome> {
         // IMMEDIATE: take the write lock up front, so two writers (two
         // consumers, or the API beside a consumer) queue instead of failing
         // to upgrade a read lock.
@@ -106,7 +107,33 @@ impl SqliteRatingStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .context(|| format!("cannot start a write on {}", self.path.display()))?;
-        let outcome = self.apply_in(&mut tx, events, progress, replayed).await?;
+        let outcome = match source {
+            Source::Direct(events) => {
+                let events: Vec<&RatingEvent> = events.iter().collect();
+                self.apply_in(&mut tx, &events, None, 0).await?
+            }
+            Source::Stream(batch) => {
+                // Read inside the write transaction: no other writer can
+                // record these positions between the check and the write.
+                let applied: HashMap<i32, i64> = stored_offsets(&mut tx, batch.topic)
+                    .await?
+                    .into_iter()
+                    .collect();
+                let fresh: Vec<&RatingEvent> = batch
+                    .events
+                    .iter()
+                    .filter(|e| {
+                        applied
+                            .get(&e.partition)
+                            .is_none_or(|&next| e.offset >= next)
+                    })
+                    .map(|e: &SourcedEvent| &e.event)
+                    .collect();
+                let replayed = batch.events.len() - fresh.len();
+                let progress = Some((batch.topic, batch.next_offsets));
+                self.apply_in(&mut tx, &fresh, progress, replayed).await?
+            }
+        };
         tx.commit()
             .await
             .context(|| format!("cannot commit a batch to {}", self.path.display()))?;
@@ -323,43 +350,11 @@ impl RatingStore for SqliteRatingStore {
     }
 
     async fn apply_events(&self, events: &[RatingEvent]) -> Result<ApplyOutcome> {
-        let events: Vec<&RatingEvent> = events.iter().collect();
-        self.apply(&events, None, 0).await
+        self.apply(Source::Direct(events)).await
     }
 
     async fn apply_stream_batch(&self, batch: StreamBatch<'_>) -> Result<ApplyOutcome> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context(|| format!("cannot start a write on {}", self.path.display()))?;
-        let applied: HashMap<i32, i64> = stored_offsets(&mut tx, batch.topic)
-            .await?
-            .into_iter()
-            .collect();
-        let fresh: Vec<&RatingEvent> = batch
-            .events
-            .iter()
-            .filter(|e| {
-                applied
-                    .get(&e.partition)
-                    .is_none_or(|&next| e.offset >= next)
-            })
-            .map(|e: &SourcedEvent| &e.event)
-            .collect();
-        let replayed = batch.events.len() - fresh.len();
-        let outcome = self
-            .apply_in(
-                &mut tx,
-                &fresh,
-                Some((batch.topic, batch.next_offsets)),
-                replayed,
-            )
-            .await?;
-        tx.commit()
-            .await
-            .context(|| format!("cannot commit a batch to {}", self.path.display()))?;
-        Ok(outcome)
+        self.apply(Source::Stream(batch)).await
     }
 
     async fn stream_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>> {
@@ -368,7 +363,7 @@ impl RatingStore for SqliteRatingStore {
             .acquire()
             .await
             .context(|| format!("cannot open {}", self.path.display()))?;
-        stored_offsets_on(&mut conn, topic).await
+        stored_offsets(&mut conn, topic).await
     }
 
     async fn rebuild_features(&self) -> Result<()> {
@@ -464,14 +459,7 @@ impl RatingStore for SqliteRatingStore {
     }
 }
 
-async fn stored_offsets(tx: &mut Tx<'_>, topic: &str) -> Result<Vec<(i32, i64)>> {
-    stored_offsets_on(&mut *tx, topic).await
-}
-
-async fn stored_offsets_on(
-    conn: &mut sqlx::SqliteConnection,
-    topic: &str,
-) -> Result<Vec<(i32, i64)>> {
+async fn stored_offsets(conn: &mut sqlx::SqliteConnection, topic: &str) -> Result<Vec<(i32, i64)>> {
     let rows: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT partition_id, next_offset FROM consumer_offsets WHERE topic = ? ORDER BY partition_id",
     )
