@@ -12,17 +12,22 @@
 
 pub mod bronze;
 mod error;
+pub mod features;
 mod provision;
+mod sink;
 
 pub use bronze::{BronzeSink, bronze_key};
 pub use error::AwsError;
+pub use features::{FeatureKind, FeatureSink};
 pub use provision::{Step, StepOutcome};
+pub use sink::AwsSink;
 
 use aws_config::BehaviorVersion;
 use aws_config::meta::region::RegionProviderChain;
 use aws_sdk_s3::config::ProvideCredentials;
 use aws_sdk_s3::config::Region;
 use movierec_config::AwsConfig;
+use std::time::Duration;
 
 pub type Result<T, E = AwsError> = std::result::Result<T, E>;
 
@@ -39,7 +44,17 @@ impl Aws {
     /// missing one is reported before any call is made.
     pub async fn connect(config: &AwsConfig) -> Result<Self> {
         let region = RegionProviderChain::first_try(Region::new(config.region.clone()));
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+        // The SDK waits forever on a request that never gets an answer (an
+        // endpoint that hangs); bounded attempts turn that into an error
+        // the consumer retries with backoff, and /health answers in time.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .operation_attempt_timeout(Duration::from_secs(5))
+            .operation_timeout(Duration::from_secs(20))
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(region)
+            .timeout_config(timeouts);
         if let Some(endpoint) = &config.endpoint_url {
             loader = loader.endpoint_url(endpoint);
         }
@@ -88,10 +103,7 @@ impl Aws {
             }
         };
         let mut tables = serde_json::Map::new();
-        for table in [
-            &self.config.dynamodb.user_features_table,
-            &self.config.dynamodb.movie_features_table,
-        ] {
+        for provision::TableSpec { name: table, .. } in self.tables() {
             let status = match self
                 .dynamodb
                 .describe_table()
@@ -111,7 +123,7 @@ impl Aws {
                     json!({"status": "failed", "error": error.to_string()})
                 }
             };
-            tables.insert(table.clone(), status);
+            tables.insert(table.to_string(), status);
         }
         let info = json!({
             "mode": "aws",

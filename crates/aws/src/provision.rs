@@ -54,19 +54,29 @@ fn step(resource: impl Into<String>, outcome: StepOutcome) -> Step {
 }
 
 impl Aws {
-    /// The feature tables and their hash keys, with the config key naming each.
-    fn tables(&self) -> [(&str, &'static str, &'static str); 2] {
+    /// The tables setup-aws makes, with the config key naming each.
+    pub(crate) fn tables(&self) -> [TableSpec<'_>; 3] {
+        let dynamodb = &self.config.dynamodb;
         [
-            (
-                self.config.dynamodb.user_features_table.as_str(),
-                "user_id",
-                "user_features_table",
-            ),
-            (
-                self.config.dynamodb.movie_features_table.as_str(),
-                "movie_id",
-                "movie_features_table",
-            ),
+            TableSpec {
+                name: &dynamodb.user_features_table,
+                keys: &["user_id"],
+                config_key: "user_features_table",
+                stream: true,
+            },
+            TableSpec {
+                name: &dynamodb.movie_features_table,
+                keys: &["movie_id"],
+                config_key: "movie_features_table",
+                stream: true,
+            },
+            TableSpec {
+                name: &dynamodb.ratings_table,
+                keys: &["user_id", "movie_id"],
+                config_key: "ratings_table",
+                // The warehouse export follows the feature tables only.
+                stream: false,
+            },
         ]
     }
 
@@ -120,8 +130,8 @@ impl Aws {
             };
             steps.push(step(resource, outcome));
         }
-        for (table, key, config_key) in self.tables() {
-            steps.push(self.setup_table(table, key, config_key, dry_run).await?);
+        for table in self.tables() {
+            steps.push(self.setup_table(&table, dry_run).await?);
         }
         Ok(steps)
     }
@@ -193,13 +203,8 @@ impl Aws {
         }
     }
 
-    async fn setup_table(
-        &self,
-        table: &str,
-        key: &str,
-        config_key: &'static str,
-        dry_run: bool,
-    ) -> Result<Step> {
+    async fn setup_table(&self, spec: &TableSpec<'_>, dry_run: bool) -> Result<Step> {
+        let table = spec.name;
         let resource = format!("dynamodb table {table}");
         let described = self
             .dynamodb
@@ -228,7 +233,7 @@ impl Aws {
             if dry_run {
                 return Ok(step(resource, StepOutcome::WouldCreate));
             }
-            self.create_table(table, key).await?;
+            self.create_table(spec).await?;
             return Ok(step(resource, StepOutcome::Created));
         };
 
@@ -244,14 +249,17 @@ impl Aws {
                 format!("{} ({kind}, {})", k.attribute_name(), k.key_type().as_str())
             })
             .collect();
-        let expected = format!("{key} (N, HASH)");
-        if schema != [expected.clone()] {
+        let expected = spec.schema();
+        if schema != expected {
             return Err(AwsError::TableSchemaMismatch {
                 table: table.into(),
-                key: config_key,
+                key: spec.config_key,
                 found: format!("[{}]", schema.join(", ")),
-                expected: format!("[{expected}]"),
+                expected: format!("[{}]", expected.join(", ")),
             });
+        }
+        if !spec.stream {
+            return Ok(step(resource, StepOutcome::Exists));
         }
         let stream = description.stream_specification();
         let streaming = stream.is_some_and(|s| {
@@ -285,31 +293,44 @@ impl Aws {
         Ok(step(resource, StepOutcome::Updated(what)))
     }
 
-    async fn create_table(&self, table: &str, key: &str) -> Result<()> {
+    async fn create_table(&self, spec: &TableSpec<'_>) -> Result<()> {
+        let table = spec.name;
         let built = |e: aws_sdk_dynamodb::error::BuildError| AwsError::Failed {
             action: "dynamodb:CreateTable".into(),
             resource: table.into(),
             message: e.to_string(),
         };
-        self.dynamodb
+        let mut request = self
+            .dynamodb
             .create_table()
             .table_name(table)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(key)
-                    .attribute_type(ScalarAttributeType::N)
-                    .build()
-                    .map_err(built)?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(key)
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .map_err(built)?,
-            )
-            .billing_mode(BillingMode::PayPerRequest)
-            .stream_specification(new_and_old_images())
+            .billing_mode(BillingMode::PayPerRequest);
+        for (i, key) in spec.keys.iter().enumerate() {
+            let key_type = if i == 0 {
+                KeyType::Hash
+            } else {
+                KeyType::Range
+            };
+            request = request
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name(*key)
+                        .attribute_type(ScalarAttributeType::N)
+                        .build()
+                        .map_err(built)?,
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name(*key)
+                        .key_type(key_type)
+                        .build()
+                        .map_err(built)?,
+                );
+        }
+        if spec.stream {
+            request = request.stream_specification(new_and_old_images());
+        }
+        request
             .send()
             .await
             .map_err(|e| classify(e, &self.endpoint(), "dynamodb:CreateTable", table))?;
@@ -337,7 +358,7 @@ impl Aws {
     /// Removes the tables and the bucket with everything in it.
     pub async fn teardown(&self) -> Result<Vec<Step>> {
         let mut steps = Vec::new();
-        for (table, _, _) in self.tables() {
+        for TableSpec { name: table, .. } in self.tables() {
             let resource = format!("dynamodb table {table}");
             match self.dynamodb.delete_table().table_name(table).send().await {
                 Ok(_) => steps.push(step(resource, StepOutcome::Deleted)),
@@ -405,6 +426,25 @@ impl Aws {
             StepOutcome::Deleted,
         ));
         Ok(steps)
+    }
+}
+
+/// A table setup-aws makes: number keys (hash, then range).
+pub(crate) struct TableSpec<'a> {
+    pub(crate) name: &'a str,
+    keys: &'static [&'static str],
+    config_key: &'static str,
+    stream: bool,
+}
+
+impl TableSpec<'_> {
+    /// As [`Aws::setup`] prints a found schema: `user_id (N, HASH)`.
+    fn schema(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| format!("{key} (N, {})", if i == 0 { "HASH" } else { "RANGE" }))
+            .collect()
     }
 }
 

@@ -176,8 +176,8 @@ pub async fn consume(config: &Config, until_idle: Option<f64>) -> Result<()> {
         }
         StorageMode::Aws => {
             // Fails early, with the message for missing credentials.
-            movierec_aws::Aws::connect(&config.aws).await?;
-            Arc::new(crate::serve::bronze_sink(config)?)
+            let aws = movierec_aws::Aws::connect(&config.aws).await?;
+            Arc::new(crate::serve::aws_sink(config, &aws)?)
         }
     };
     let summary = movierec_kafka::run_consumer(

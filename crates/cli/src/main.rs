@@ -56,13 +56,13 @@ fn load_config(cli: &Cli) -> Result<Loaded> {
     Ok(loaded)
 }
 
-/// The embedded mode is what exists today; say so plainly for aws.
+/// The batch side of aws mode (bronze -> silver -> gold) does not exist yet; say so plainly.
 fn require_sqlite(config: &Config, command: &str) -> Result<()> {
     if config.storage_mode == StorageMode::Aws {
         bail!(
-            "`{command}` with storage_mode \"aws\" is not available yet: `setup-aws`, `teardown-aws` and \
-             `serve` (health checks of S3 and DynamoDB) work; the write path into S3/DynamoDB and the batch \
-             do not. Use storage_mode \"sqlite\" (MOVIEREC_STORAGE_MODE=sqlite)."
+            "`{command}` with storage_mode \"aws\" is not available yet. In aws mode, `setup-aws`, \
+             `consume` and `serve` (Kafka -> S3 bronze layer + DynamoDB features) and `teardown-aws` \
+             work; import, batch and up run on storage_mode \"sqlite\" (MOVIEREC_STORAGE_MODE=sqlite)."
         );
     }
     Ok(())

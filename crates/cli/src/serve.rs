@@ -127,18 +127,18 @@ impl StorageProbe for AwsProbe {
 
 /// aws mode has no write path into S3/DynamoDB yet: say so instead of
 /// writing somewhere else.
-struct NotYetIntake;
+struct KafkaRequiredIntake;
 
 #[async_trait]
-impl RatingIntake for NotYetIntake {
+impl RatingIntake for KafkaRequiredIntake {
     fn queues(&self) -> bool {
         false
     }
 
     async fn submit(&self, _event: &RatingEvent, _payload: &[u8]) -> Result<Value, String> {
         Err(
-            "storage_mode \"aws\": writing ratings to S3 and DynamoDB is not available yet; \
-             use storage_mode \"sqlite\""
+            "storage_mode \"aws\" takes ratings through Kafka (the consumer writes S3 and \
+             DynamoDB): set kafka.enabled: true"
                 .into(),
         )
     }
@@ -152,11 +152,11 @@ pub async fn serve_aws(config: &Config) -> Result<()> {
     let listener = bind(config).await?;
     let mut streaming = None;
     let (intake, dependencies): Wiring = if config.kafka.enabled {
-        let (started, wiring) = Streaming::start(config, Arc::new(bronze_sink(config)?))?;
+        let (started, wiring) = Streaming::start(config, Arc::new(aws_sink(config, &aws)?))?;
         streaming = Some(started);
         wiring
     } else {
-        (Arc::new(NotYetIntake), Vec::new())
+        (Arc::new(KafkaRequiredIntake), Vec::new())
     };
     let state = AppState {
         serving_url: serving.display_url(),
@@ -175,17 +175,22 @@ pub async fn serve_aws(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// The S3 bronze writer of aws mode, through the lake.
-pub fn bronze_sink(config: &Config) -> Result<movierec_aws::BronzeSink> {
+/// The consumer's sink in aws mode: the S3 bronze layer (through the lake)
+/// and the DynamoDB features.
+pub fn aws_sink(config: &Config, aws: &movierec_aws::Aws) -> Result<movierec_aws::AwsSink> {
     let lake = movierec_lake::Lake::open(&format!("s3://{}", config.aws.s3.bucket), &config.aws)?;
+    let tables = &config.aws.dynamodb;
     tracing::info!(
-        "storage_mode aws: raw events to {}/{} (DynamoDB features are not written yet)",
+        "storage_mode aws: raw events to {}/{}, features to DynamoDB {} and {} (ratings in {})",
         lake.url(),
-        config.aws.s3.bronze_prefix
+        config.aws.s3.bronze_prefix,
+        tables.user_features_table,
+        tables.movie_features_table,
+        tables.ratings_table
     );
-    Ok(movierec_aws::BronzeSink::new(
-        lake,
-        &config.aws.s3.bronze_prefix,
+    Ok(movierec_aws::AwsSink::new(
+        movierec_aws::BronzeSink::new(lake, &config.aws.s3.bronze_prefix),
+        aws.feature_sink(),
     ))
 }
 

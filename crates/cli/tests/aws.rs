@@ -30,6 +30,7 @@ struct Names {
     bucket: String,
     users: String,
     movies: String,
+    ratings: String,
     config: PathBuf,
 }
 
@@ -38,14 +39,16 @@ fn aws_config(work: &Path, region: &str, endpoint: &str) -> Names {
         bucket: unique("lake"),
         users: unique("users"),
         movies: unique("movies"),
+        ratings: unique("ratings"),
         config: work.join("aws.yaml"),
     };
     std::fs::write(
         &names.config,
         format!(
             "storage_mode: aws\naws:\n  region: {region}\n  endpoint_url: \"{endpoint}\"\n  \
-             s3: {{ bucket: \"{}\" }}\n  dynamodb: {{ user_features_table: \"{}\", movie_features_table: \"{}\" }}\n",
-            names.bucket, names.users, names.movies
+             s3: {{ bucket: \"{}\" }}\n  dynamodb: {{ user_features_table: \"{}\", movie_features_table: \"{}\", \
+             ratings_table: \"{}\" }}\n",
+            names.bucket, names.users, names.movies, names.ratings
         ),
     )
     .unwrap();
@@ -93,10 +96,10 @@ fn setup_is_idempotent_and_teardown_removes_everything() {
         movierec_aws(work.path(), &names).args(["setup-aws", "--dry-run"]),
     ));
     assert!(plan.contains("dry run"), "{plan}");
-    assert_eq!(plan.matches("would be created").count(), 6, "{plan}");
+    assert_eq!(plan.matches("would be created").count(), 7, "{plan}");
 
     let first = stdout(&run_ok(movierec_aws(work.path(), &names).arg("setup-aws")));
-    assert_eq!(first.matches("created").count(), 6, "{first}");
+    assert_eq!(first.matches("created").count(), 7, "{first}");
     for resource in [
         format!("s3://{}", names.bucket),
         format!("s3://{}/bronze/user-events/", names.bucket),
@@ -104,6 +107,7 @@ fn setup_is_idempotent_and_teardown_removes_everything() {
         format!("s3://{}/gold/", names.bucket),
         format!("dynamodb table {}", names.users),
         format!("dynamodb table {}", names.movies),
+        format!("dynamodb table {}", names.ratings),
     ] {
         assert!(
             first.contains(&resource),
@@ -111,7 +115,7 @@ fn setup_is_idempotent_and_teardown_removes_everything() {
         );
     }
     let second = stdout(&run_ok(movierec_aws(work.path(), &names).arg("setup-aws")));
-    assert_eq!(second.matches("exists (unchanged)").count(), 6, "{second}");
+    assert_eq!(second.matches("exists (unchanged)").count(), 7, "{second}");
 
     // The tables as the warehouse export needs them, read back independently.
     let tables = runtime().block_on(async {
@@ -143,6 +147,22 @@ fn setup_is_idempotent_and_teardown_removes_everything() {
     });
     assert_eq!(tables[0].0, "user_id");
     assert_eq!(tables[1].0, "movie_id");
+    // The ratings table: user then movie, number keys; no stream needed.
+    let ratings_keys = runtime().block_on(async {
+        let client = dynamodb(&endpoint(), "eu-west-1").await;
+        let described = client
+            .describe_table()
+            .table_name(&names.ratings)
+            .send()
+            .await
+            .unwrap();
+        let t = described.table().unwrap().clone();
+        t.key_schema()
+            .iter()
+            .map(|k| format!("{} {}", k.attribute_name(), k.key_type().as_str()))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(ratings_keys, ["user_id HASH", "movie_id RANGE"]);
     for (_, kind, billing, stream) in &tables {
         assert_eq!(kind, "N");
         assert_eq!(billing.as_deref(), Some("PAY_PER_REQUEST"));
@@ -154,11 +174,11 @@ fn setup_is_idempotent_and_teardown_removes_everything() {
     let removed = stdout(&run_ok(
         movierec_aws(work.path(), &names).args(["teardown-aws", "--yes"]),
     ));
-    assert_eq!(removed.matches("deleted").count(), 3, "{removed}");
+    assert_eq!(removed.matches("deleted").count(), 4, "{removed}");
     let again = stdout(&run_ok(
         movierec_aws(work.path(), &names).args(["setup-aws", "--dry-run"]),
     ));
-    assert_eq!(again.matches("would be created").count(), 6, "{again}");
+    assert_eq!(again.matches("would be created").count(), 7, "{again}");
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -374,21 +394,23 @@ fn health_in_aws_mode_checks_the_bucket_and_each_table() {
     assert_eq!(info["s3_status"], "ok");
     assert_eq!(info["dynamodb_tables"][&names.users], "active");
     assert_eq!(info["dynamodb_tables"][&names.movies], "active");
+    assert_eq!(info["dynamodb_tables"][&names.ratings], "active");
 
-    // Writing is not built for aws mode yet: a clear 503, not a silent success.
+    // aws mode takes ratings through Kafka; without it, a clear 503 saying so.
     let (status, body) = post(
         &server.base,
         "/api/ratings",
         r#"{"user_id": 1, "movie_id": 2, "rating": 4, "timestamp": 1}"#,
     );
     assert_eq!(status, 503, "{body}");
+    assert!(body.to_string().contains("kafka.enabled"), "{body}");
 
     // The resources go away: 503 naming each.
     run_ok(movierec_aws(work.path(), &names).args(["teardown-aws", "--yes"]));
     let (status, health) = get(&server.base, "/health");
     assert_eq!(status, 503, "{health}");
     let failures = health["failures"].to_string();
-    for name in [&names.bucket, &names.users, &names.movies] {
+    for name in [&names.bucket, &names.users, &names.movies, &names.ratings] {
         assert!(failures.contains(name.as_str()), "{name} not in {failures}");
     }
 }

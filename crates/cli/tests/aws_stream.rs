@@ -1,13 +1,15 @@
 //! `storage_mode: aws` ingestion: Kafka (tansu, MOVIEREC_TEST_KAFKA) → the
-//! consumer → the S3 bronze layer (moto, MOVIEREC_TEST_AWS_ENDPOINT), both
-//! started by `scripts/test.sh`. Every valid event must be in exactly one
-//! bronze object, through crashes.
+//! consumer → the S3 bronze layer and the DynamoDB features (moto,
+//! MOVIEREC_TEST_AWS_ENDPOINT), both started by `scripts/test.sh`. Every valid
+//! event must be in exactly one bronze object and counted once in DynamoDB,
+//! through crashes and outages.
 
 mod common;
 use common::streams::*;
 use common::*;
-use movierec_core::RatingEvent;
+use movierec_core::{FeatureAccumulator, RatingEvent};
 use movierec_datasets::events::{EventStreamParams, synthetic_events};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -27,7 +29,8 @@ fn to_aws(work: &Path, s: &Stream, endpoint: &str) -> String {
     let mut text = std::fs::read_to_string(&s.config).unwrap();
     text.push_str(&format!(
         "storage_mode: aws\naws:\n  region: us-east-1\n  endpoint_url: \"{}\"\n  s3: {{ bucket: \"{bucket}\" }}\n  \
-         dynamodb: {{ user_features_table: \"{bucket}-u\", movie_features_table: \"{bucket}-m\" }}\n",
+         dynamodb: {{ user_features_table: \"{bucket}-u\", movie_features_table: \"{bucket}-m\", \
+         ratings_table: \"{bucket}-r\" }}\n",
         endpoint
     ));
     std::fs::write(&s.config, text).unwrap();
@@ -110,6 +113,113 @@ fn bronze_lines(endpoint: &str, bucket: &str) -> (Vec<String>, usize) {
     })
 }
 
+fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let runtime = runtime();
+    let shared = runtime.block_on(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .load(),
+    );
+    aws_sdk_dynamodb::Client::new(&shared)
+}
+
+type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+fn scan(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<Item> {
+    runtime().block_on(async {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = client
+                .scan()
+                .table_name(table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            items.extend(out.items().iter().cloned());
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return items;
+            }
+        }
+    })
+}
+
+fn number<T: std::str::FromStr>(item: &Item, name: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    match item.get(name) {
+        Some(aws_sdk_dynamodb::types::AttributeValue::N(text)) => text.parse().unwrap(),
+        other => panic!("{name}: {other:?} in {item:?}"),
+    }
+}
+
+/// What DynamoDB holds: the ratings table, and the feature items read back
+/// as accumulators, each checked to carry the seed's derived fields.
+fn dynamodb_state(endpoint: &str, bucket: &str) -> State {
+    let client = dynamodb_client(endpoint);
+    let ratings = scan(&client, &format!("{bucket}-r"))
+        .iter()
+        .map(|item| {
+            let half = (number::<f64>(item, "rating") * 2.0) as u8;
+            (
+                (number(item, "user_id"), number(item, "movie_id")),
+                (half, number(item, "ts_ms")),
+            )
+        })
+        .collect();
+    let features = |table: String, key: &str| -> BTreeMap<u64, FeatureAccumulator> {
+        scan(&client, &table)
+            .iter()
+            .map(|item| {
+                let acc = FeatureAccumulator {
+                    count: number(item, "rating_count"),
+                    sum_half: number(item, "sum_half"),
+                    sum_sq_quarter: number(item, "sum_sq_quarter"),
+                    last_update_ms: number(item, "last_update_ms"),
+                };
+                let derived = acc.features();
+                let avg: f64 = number(item, "avg_rating");
+                let std: f64 = number(item, "std_dev");
+                assert!((avg - derived.avg_rating).abs() < 1e-9, "{item:?}");
+                assert!((std - derived.std_dev).abs() < 1e-9, "{item:?}");
+                assert_eq!(
+                    item["last_update"].as_s().unwrap(),
+                    &derived.last_update.to_iso8601(),
+                    "{item:?}"
+                );
+                (number(item, key), acc)
+            })
+            .collect()
+    };
+    State {
+        ratings,
+        users: features(format!("{bucket}-u"), "user_id"),
+        movies: features(format!("{bucket}-m"), "movie_id"),
+    }
+}
+
+fn expected_state(params: EventStreamParams) -> State {
+    expected(synthetic_events(params).filter_map(|e| RatingEvent::from_json(&e.payload).ok()))
+}
+
+/// Counts that say the stream had what the test is about.
+fn rerated_pairs(params: EventStreamParams) -> usize {
+    let valid: Vec<RatingEvent> = synthetic_events(params)
+        .filter_map(|e| RatingEvent::from_json(&e.payload).ok())
+        .collect();
+    let pairs: std::collections::BTreeSet<_> =
+        valid.iter().map(|e| (e.user_id, e.movie_id)).collect();
+    valid.len() - pairs.len()
+}
+
 /// `movierec produce` in the background at a steady rate.
 fn produce_at(
     work: &Path,
@@ -135,25 +245,29 @@ fn expected_lines(params: EventStreamParams) -> Vec<String> {
 }
 
 #[test]
-fn every_valid_event_lands_in_exactly_one_bronze_object_through_sigkills() {
+fn every_valid_event_lands_once_in_bronze_and_in_dynamodb_through_sigkills() {
     let work = workdir();
-    let s = stream(work.path(), "bronze", 3, "bronze", 1000);
+    let s = stream(work.path(), "bronze", 3, "bronze", 5000);
     let endpoint = aws_endpoint();
     let bucket = to_aws(work.path(), &s, &endpoint);
+    // Few users and movies: thousands of re-ratings, which must replace the
+    // old rating in DynamoDB, not add to it.
     let params = EventStreamParams {
         count: 50_000,
-        users: 2000,
-        movies: 1500,
+        users: 1000,
+        movies: 400,
         invalid_fraction: 0.01,
         seed: 21,
         ..Default::default()
     };
+    assert!(rerated_pairs(params) > 1000, "{}", rerated_pairs(params));
     // Produced at a steady 1,000 events/s while the consumer is killed, so
     // the kills land mid-stream.
     let mut producer = produce_at(work.path(), &s, &params, 1000);
     let want = expected_lines(params);
 
-    // Five SIGKILLs, each once the bronze layer has grown, after a random wait.
+    // Five SIGKILLs, each once the bronze layer has grown, after a random
+    // wait: some land between the S3 write and the DynamoDB writes of a batch.
     let mut schedule = KillSchedule::from_clock();
     let mut interrupted = 0;
     for kill in 0..5 {
@@ -168,7 +282,7 @@ fn every_valid_event_lands_in_exactly_one_bronze_object_through_sigkills() {
         while bronze_lines(&endpoint, &bucket).1 == before && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(schedule.next_wait(1500));
+        std::thread::sleep(schedule.next_wait(3000));
         child.kill().unwrap();
         child.wait().unwrap();
         let (lines, objects) = bronze_lines(&endpoint, &bucket);
@@ -191,7 +305,7 @@ fn every_valid_event_lands_in_exactly_one_bronze_object_through_sigkills() {
                 "3",
             ]),
         );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        String::from_utf8_lossy(&output.stderr).into_owned()
     };
     let (mut got, objects) = bronze_lines(&endpoint, &bucket);
     got.sort();
@@ -202,6 +316,22 @@ fn every_valid_event_lands_in_exactly_one_bronze_object_through_sigkills() {
         objects * 20 < want.len(),
         "{objects} objects for {} events",
         want.len()
+    );
+
+    let stored = dynamodb_state(&endpoint, &bucket);
+    let expected = expected_state(params);
+    assert_eq!(stored.ratings.len(), expected.ratings.len(), "{summary}");
+    assert_eq!(
+        stored.ratings, expected.ratings,
+        "the latest rating per pair"
+    );
+    assert_eq!(
+        stored.users, expected.users,
+        "user features = a recomputation"
+    );
+    assert_eq!(
+        stored.movies, expected.movies,
+        "movie features = a recomputation"
     );
 }
 
@@ -216,15 +346,15 @@ fn signal(pid: u32, name: &str) {
 }
 
 #[test]
-fn an_s3_outage_of_20_seconds_is_ridden_out() {
+fn an_s3_and_dynamodb_outage_of_20_seconds_is_ridden_out() {
     // Its own moto: pausing it must touch no other test.
     let moto = spawn_moto(&[]);
 
     let work = workdir();
-    let s = stream(work.path(), "outage", 2, "outage", 1000);
+    let s = stream(work.path(), "outage", 2, "outage", 5000);
     let bucket = to_aws(work.path(), &s, &moto.endpoint);
     let params = EventStreamParams {
-        count: 20_000,
+        count: 10_000,
         users: 500,
         movies: 500,
         invalid_fraction: 0.0,
@@ -252,19 +382,27 @@ fn an_s3_outage_of_20_seconds_is_ridden_out() {
     signal(moto.child.id(), "CONT");
 
     let output = consumer.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the consumer gave up: {log}");
+    // The outage was seen, and ridden out by retrying (not just waited out
+    // inside one slow request).
     assert!(
-        output.status.success(),
-        "the consumer gave up: {}",
-        String::from_utf8_lossy(&output.stderr)
+        log.contains("cannot write a batch to the store"),
+        "no retry in the log: {log}"
     );
     assert!(producer.wait().unwrap().success());
     let (mut got, _) = bronze_lines(&moto.endpoint, &bucket);
     got.sort();
     assert_eq!(got, expected_lines(params), "nothing lost, nothing twice");
+    let stored = dynamodb_state(&moto.endpoint, &bucket);
+    let expected = expected_state(params);
+    assert_eq!(stored.ratings, expected.ratings);
+    assert_eq!(stored.users, expected.users);
+    assert_eq!(stored.movies, expected.movies);
 }
 
 #[test]
-fn in_aws_mode_posted_ratings_reach_the_bronze_layer_through_kafka() {
+fn in_aws_mode_posted_ratings_reach_bronze_and_dynamodb_through_kafka() {
     let work = workdir();
     let s = stream(work.path(), "aws-api", 1, "aws-api", 100);
     let endpoint = aws_endpoint();
@@ -297,6 +435,22 @@ fn in_aws_mode_posted_ratings_reach_the_bronze_layer_through_kafka() {
             "the rating never reached the bronze layer"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+    // And the real-time features in DynamoDB (written right after the
+    // bronze object), in the seed's item shape.
+    let state = loop {
+        let state = dynamodb_state(&endpoint, &bucket);
+        if !state.ratings.is_empty() || Instant::now() > deadline {
+            break state;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        state.ratings,
+        BTreeMap::from([((7, 8), (9, 1_742_034_600_000))])
+    );
+    for features in [&state.users[&7], &state.movies[&8]] {
+        assert_eq!((features.count, features.sum_half), (1, 9));
     }
     let (status, health) = get(&server.base, "/health");
     assert_eq!(status, 200, "{health}");

@@ -17,45 +17,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// What the store must hold: the latest event per (user, movie), equal times
-/// going to the later event (a user's events share a partition, so produce
-/// order is stream order), and features recomputed from those ratings.
-#[derive(Debug, PartialEq)]
-struct State {
-    ratings: BTreeMap<(u64, u64), (u8, i64)>,
-    users: BTreeMap<u64, FeatureAccumulator>,
-    movies: BTreeMap<u64, FeatureAccumulator>,
-}
-
-fn expected(events: impl IntoIterator<Item = RatingEvent>) -> State {
-    let mut ratings: BTreeMap<(u64, u64), (u8, i64)> = BTreeMap::new();
-    for e in events {
-        let t = e.timestamp.millis();
-        let entry = ratings
-            .entry((e.user_id, e.movie_id))
-            .or_insert((0, i64::MIN));
-        if t >= entry.1 {
-            *entry = (e.rating.half_stars(), t);
-        }
-    }
-    let (mut users, mut movies) = (BTreeMap::new(), BTreeMap::new());
-    for (&(u, m), &(half, t)) in &ratings {
-        users
-            .entry(u)
-            .or_insert_with(FeatureAccumulator::default)
-            .add_half_stars(half, t);
-        movies
-            .entry(m)
-            .or_insert_with(FeatureAccumulator::default)
-            .add_half_stars(half, t);
-    }
-    State {
-        ratings,
-        users,
-        movies,
-    }
-}
-
 fn stored(db: &Path) -> State {
     runtime().block_on(async {
         let pool = SqlitePoolOptions::new()

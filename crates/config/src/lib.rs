@@ -158,6 +158,9 @@ impl Default for S3Config {
 pub struct DynamoDbConfig {
     pub user_features_table: String,
     pub movie_features_table: String,
+    /// The current rating of each (user, movie): what lets the consumer
+    /// replace a re-rating and recognise a replay (docs/ARCHITECTURE.md).
+    pub ratings_table: String,
 }
 
 impl Default for DynamoDbConfig {
@@ -165,6 +168,7 @@ impl Default for DynamoDbConfig {
         Self {
             user_features_table: "movie-rec-user-features".into(),
             movie_features_table: "movie-rec-movie-features".into(),
+            ratings_table: "movie-rec-ratings".into(),
         }
     }
 }
@@ -439,6 +443,10 @@ impl Config {
                     "aws.dynamodb.movie_features_table",
                     &self.aws.dynamodb.movie_features_table,
                 ),
+                (
+                    "aws.dynamodb.ratings_table",
+                    &self.aws.dynamodb.ratings_table,
+                ),
             ] {
                 if table.trim().is_empty() {
                     return fail(
@@ -446,6 +454,18 @@ impl Config {
                         "is required when storage_mode is \"aws\": expected a table name".into(),
                     );
                 }
+            }
+            let tables = &self.aws.dynamodb;
+            if tables.ratings_table == tables.user_features_table
+                || tables.ratings_table == tables.movie_features_table
+                || tables.user_features_table == tables.movie_features_table
+            {
+                return fail(
+                    "aws.dynamodb",
+                    "user_features_table, movie_features_table and ratings_table must be three \
+                     different tables"
+                        .into(),
+                );
             }
         }
         if let Some(endpoint) = &self.aws.endpoint_url

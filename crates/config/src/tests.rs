@@ -151,6 +151,20 @@ fn aws_mode_requires_a_bucket() {
 }
 
 #[test]
+fn aws_mode_needs_three_different_tables() {
+    let message = error(
+        "storage_mode: aws\naws: { dynamodb: { ratings_table: \"movie-rec-user-features\" } }",
+        &[],
+    );
+    assert!(
+        message.contains("key `aws.dynamodb`") && message.contains("three different tables"),
+        "{message}"
+    );
+    let defaults = load("storage_mode: aws\n", &[]).unwrap();
+    assert_eq!(defaults.aws.dynamodb.ratings_table, "movie-rec-ratings");
+}
+
+#[test]
 fn missing_explicit_file_is_an_error() {
     let missing = Path::new("/nonexistent/movierec.yaml");
     let message = Config::load(Some(missing), Vec::new())

@@ -30,7 +30,7 @@ pub struct FeatureDelta {
 }
 
 impl FeatureDelta {
-    fn add(&mut self, rating: Rating, at: EventTime) {
+    pub(crate) fn add(&mut self, rating: Rating, at: EventTime) {
         let h = rating.half_stars() as i64;
         self.count += 1;
         self.sum_half += h;
@@ -38,11 +38,19 @@ impl FeatureDelta {
         self.last_update_ms = self.last_update_ms.max(at.millis());
     }
 
-    fn remove(&mut self, rating: Rating) {
+    pub(crate) fn remove(&mut self, rating: Rating) {
         let h = rating.half_stars() as i64;
         self.count -= 1;
         self.sum_half -= h;
         self.sum_sq_quarter -= h * h;
+    }
+
+    /// Sums two changes (deltas of one row commute).
+    pub fn merge(&mut self, other: &Self) {
+        self.count += other.count;
+        self.sum_half += other.sum_half;
+        self.sum_sq_quarter += other.sum_sq_quarter;
+        self.last_update_ms = self.last_update_ms.max(other.last_update_ms);
     }
 
     /// Applies this change to an accumulator (for in-memory stores and tests).

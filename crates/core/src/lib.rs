@@ -5,6 +5,7 @@
 
 pub mod event;
 pub mod features;
+pub mod idempotent;
 pub mod ingest;
 pub mod movie;
 pub mod rating;

@@ -1,11 +1,13 @@
 //! Helpers for tests that stream through a real Kafka-compatible broker.
 
 use super::*;
+use movierec_core::{FeatureAccumulator, RatingEvent};
 use movierec_datasets::events::EventStreamParams;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -138,4 +140,43 @@ pub fn consume_until_idle(work: &Path, config: &Path) -> Value {
     let output = run_ok(movierec_with(work, config).args(["consume", "--until-idle", "3"]));
     let stdout = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap()
+}
+
+/// What the store must hold: the latest event per (user, movie), equal times
+/// going to the later event (a user's events share a partition, so produce
+/// order is stream order), and features recomputed from those ratings.
+#[derive(Debug, PartialEq)]
+pub struct State {
+    pub ratings: BTreeMap<(u64, u64), (u8, i64)>,
+    pub users: BTreeMap<u64, FeatureAccumulator>,
+    pub movies: BTreeMap<u64, FeatureAccumulator>,
+}
+
+pub fn expected(events: impl IntoIterator<Item = RatingEvent>) -> State {
+    let mut ratings: BTreeMap<(u64, u64), (u8, i64)> = BTreeMap::new();
+    for e in events {
+        let t = e.timestamp.millis();
+        let entry = ratings
+            .entry((e.user_id, e.movie_id))
+            .or_insert((0, i64::MIN));
+        if t >= entry.1 {
+            *entry = (e.rating.half_stars(), t);
+        }
+    }
+    let (mut users, mut movies) = (BTreeMap::new(), BTreeMap::new());
+    for (&(u, m), &(half, t)) in &ratings {
+        users
+            .entry(u)
+            .or_insert_with(FeatureAccumulator::default)
+            .add_half_stars(half, t);
+        movies
+            .entry(m)
+            .or_insert_with(FeatureAccumulator::default)
+            .add_half_stars(half, t);
+    }
+    State {
+        ratings,
+        users,
+        movies,
+    }
 }
