@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# The S3 bronze benchmark (storage_mode aws, no DynamoDB features yet):
-# `movierec produce` N events into a fresh topic, then `movierec consume`
-# writes them to the bronze layer on an S3 endpoint; reports events/s and the
-# number of objects (PUTs) per 100,000 events. Needs a running Kafka-compatible
-# broker and S3 endpoint (see README: tansu and moto_server), and a release build.
+# The aws-mode ingestion benchmark: `movierec produce` N events into a fresh
+# topic, then `movierec consume` writes them to the S3 bronze layer and the
+# DynamoDB features; reports events/s, the bronze objects (S3 PUTs) and the
+# DynamoDB requests. Needs a running Kafka-compatible broker and an S3/DynamoDB
+# endpoint (see README: tansu and moto_server), and a release build.
+#
+# The anchor, in the same run: the seed's aws-mode consumer
+# (bench/kafka/seed_s3_consumer.py: one S3 object per event, no DynamoDB) on
+# --baseline-events events (0: skip).
 #
 # usage: bench/bronze.sh [--events 100000] [--runs 3] [--broker 127.0.0.1:9092]
-#                        [--endpoint http://127.0.0.1:5000]
+#                        [--endpoint http://127.0.0.1:5000] [--baseline-events 10000]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-events=100000 runs=3 broker=127.0.0.1:9092 endpoint=http://127.0.0.1:5000
+events=100000 runs=3 broker=127.0.0.1:9092 endpoint=http://127.0.0.1:5000 baseline_events=10000
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || { echo "option $1 needs a value" >&2; exit 2; }
   case "$1" in
     --events) events=$2;; --runs) runs=$2;; --broker) broker=$2;; --endpoint) endpoint=$2;;
+    --baseline-events) baseline_events=$2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
   shift 2
@@ -35,11 +40,12 @@ aws:
   region: us-east-1
   endpoint_url: "$endpoint"
   s3: { bucket: "$id" }
-  dynamodb: { user_features_table: "$id-u", movie_features_table: "$id-m" }
+  dynamodb: { user_features_table: "$id-u", movie_features_table: "$id-m", ratings_table: "$id-r" }
 YAML
   "$bin" --config "$out/$run.yaml" setup-aws >/dev/null
   "$bin" --config "$out/$run.yaml" produce --count "$events" --invalid-fraction 0.01 --seed "$run" | tail -1
-  summary=$("$bin" --config "$out/$run.yaml" consume --until-idle 3 2>/dev/null | tail -1)
+  summary=$("$bin" --config "$out/$run.yaml" consume --until-idle 3 2>"$out/$run.log" | tail -1)
+  requests=$(grep -o 'DynamoDB requests: .*' "$out/$run.log" || echo "DynamoDB requests: ?")
   objects=$(python3 - "$endpoint" "$id" <<'PY'
 import sys, boto3
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
@@ -47,6 +53,14 @@ n = sum(len(p.get("Contents", [])) for p in s3.get_paginator("list_objects_v2").
 print(n)
 PY
 )
-  echo "run $run: $summary objects=$objects" | tee -a "$out/results.txt"
+  echo "run $run: $summary objects=$objects $requests" | tee -a "$out/results.txt"
+  if [ "$baseline_events" -gt 0 ]; then
+    "$tansu" topic create "$id-seed" --broker "tcp://$broker" --partitions 3 >/dev/null
+    "$bin" --config "$out/$run.yaml" produce --topic "$id-seed" --count "$baseline_events" \
+      --invalid-fraction 0.01 --seed "$run" >/dev/null
+    baseline=$(python3 bench/kafka/seed_s3_consumer.py --bootstrap "$broker" --topic "$id-seed" \
+      --group "$id-seed" --endpoint "$endpoint" --bucket "$id" --count "$baseline_events" --timeout 30)
+    echo "baseline $run: $baseline" | tee -a "$out/results.txt"
+  fi
 done
 echo "results: $out/results.txt"

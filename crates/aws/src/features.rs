@@ -30,6 +30,7 @@ use movierec_core::{CurrentRating, EventTime, FeatureAccumulator, Rating};
 use movierec_store::{ApplyOutcome, EventSink, StoreError, StreamBatch};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 type Item = HashMap<String, AttributeValue>;
@@ -42,7 +43,7 @@ const WRITE_CHUNK: usize = 25;
 
 /// A feature table: which one, and its key attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeatureKind {
+enum FeatureKind {
     User,
     Movie,
 }
@@ -65,6 +66,38 @@ struct FeatureItem {
     version: Option<u64>,
 }
 
+/// DynamoDB requests made, by operation: what on-demand billing charges for.
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    pub batch_get_item: AtomicU64,
+    pub get_item: AtomicU64,
+    pub put_item: AtomicU64,
+    /// Conditional puts refused because another writer got there first.
+    pub put_item_conflicts: AtomicU64,
+    pub batch_write_item: AtomicU64,
+}
+
+impl RequestCounts {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Display for RequestCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        write!(
+            f,
+            "{} BatchGetItem, {} GetItem, {} PutItem ({} lost a race and were redone), {} BatchWriteItem",
+            get(&self.batch_get_item),
+            get(&self.get_item),
+            get(&self.put_item),
+            get(&self.put_item_conflicts),
+            get(&self.batch_write_item)
+        )
+    }
+}
+
 /// Writes real-time features to DynamoDB; one of the two halves of the aws
 /// mode sink (the bronze layer is the other).
 pub struct FeatureSink {
@@ -74,6 +107,7 @@ pub struct FeatureSink {
     movies: String,
     ratings: String,
     progress: Mutex<BTreeMap<i32, i64>>,
+    requests: RequestCounts,
 }
 
 fn n(value: impl ToString) -> AttributeValue {
@@ -105,11 +139,17 @@ impl Aws {
             movies: tables.movie_features_table.clone(),
             ratings: tables.ratings_table.clone(),
             progress: Mutex::new(BTreeMap::new()),
+            requests: RequestCounts::default(),
         }
     }
 }
 
 impl FeatureSink {
+    /// The requests made so far.
+    pub fn requests(&self) -> &RequestCounts {
+        &self.requests
+    }
+
     fn table(&self, kind: FeatureKind) -> &str {
         match kind {
             FeatureKind::User => &self.users,
@@ -139,6 +179,7 @@ impl FeatureSink {
                 .consistent_read(true)
                 .build()
                 .map_err(|e| StoreError::Sink(e.to_string()))?;
+            RequestCounts::bump(&self.requests.batch_get_item);
             let out = self
                 .client
                 .batch_get_item()
@@ -288,6 +329,7 @@ impl FeatureSink {
                     .condition_expression("attribute_not_exists(#key)")
                     .expression_attribute_names("#key", kind.key()),
             };
+            RequestCounts::bump(&self.requests.put_item);
             match put.send().await {
                 Ok(_) => return Ok(true),
                 Err(e)
@@ -302,18 +344,7 @@ impl FeatureSink {
                         attempt,
                         "feature item changed under us; retrying"
                     );
-                    let out = self
-                        .client
-                        .get_item()
-                        .table_name(table)
-                        .key(kind.key(), n(id))
-                        .consistent_read(true)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            sink_error(classify(e, &self.endpoint, "dynamodb:GetItem", table))
-                        })?;
-                    item = out.item().map(parse_feature_item).unwrap_or_default();
+                    item = self.get_feature_item(kind, id).await?;
                 }
                 Err(e) => {
                     return Err(sink_error(classify(
@@ -328,6 +359,25 @@ impl FeatureSink {
         Err(StoreError::Sink(format!(
             "table {table}: item {id} kept changing under 50 conditional writes in a row"
         )))
+    }
+
+    async fn get_feature_item(
+        &self,
+        kind: FeatureKind,
+        id: u64,
+    ) -> Result<FeatureItem, StoreError> {
+        let table = self.table(kind);
+        RequestCounts::bump(&self.requests.get_item);
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key(kind.key(), n(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sink_error(classify(e, &self.endpoint, "dynamodb:GetItem", table)))?;
+        Ok(out.item().map(parse_feature_item).unwrap_or_default())
     }
 
     async fn write_features(
@@ -397,6 +447,7 @@ impl FeatureSink {
         let mut pending = chunk;
         let mut round = 0u32;
         while !pending.is_empty() {
+            RequestCounts::bump(&self.requests.batch_write_item);
             let out = self
                 .client
                 .batch_write_item()
@@ -422,55 +473,6 @@ impl FeatureSink {
             }
         }
         Ok(())
-    }
-
-    /// One feature item, for `/api/users/{id}/features` and tests.
-    pub async fn features(
-        &self,
-        kind: FeatureKind,
-        id: u64,
-    ) -> Result<Option<FeatureAccumulator>, StoreError> {
-        let table = self.table(kind);
-        let out = self
-            .client
-            .get_item()
-            .table_name(table)
-            .key(kind.key(), n(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sink_error(classify(e, &self.endpoint, "dynamodb:GetItem", table)))?;
-        Ok(out.item().map(|item| parse_feature_item(item).accumulator))
-    }
-
-    /// Every feature item of a table, by id (a full scan: for checks and tests).
-    pub async fn scan_features(
-        &self,
-        kind: FeatureKind,
-    ) -> Result<BTreeMap<u64, FeatureAccumulator>, StoreError> {
-        let table = self.table(kind);
-        let mut all = BTreeMap::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sink_error(classify(e, &self.endpoint, "dynamodb:Scan", table)))?;
-            for item in out.items() {
-                if let Some(id) = number(item, kind.key()) {
-                    all.insert(id, parse_feature_item(item).accumulator);
-                }
-            }
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(all);
-            }
-        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The consumer's sink in `storage_mode: aws`: each batch to the S3 bronze
-//! layer, then to the DynamoDB features. Both halves are idempotent, and the
+//! layer and to the DynamoDB features. Both halves are idempotent, and the
 //! Kafka offsets are committed only after both, so a batch replayed after a
 //! crash or an outage rewrites the same objects and counts nothing twice.
 
@@ -28,8 +28,13 @@ impl EventSink for AwsSink {
         &self,
         batch: StreamBatch<'_>,
     ) -> movierec_store::Result<ApplyOutcome> {
-        self.bronze.apply_stream_batch(batch).await?;
-        self.features.apply_stream_batch(batch).await
+        // Side by side: neither depends on the other, and the Kafka commit
+        // waits for both.
+        let (_, features) = futures_util::try_join!(
+            self.bronze.apply_stream_batch(batch),
+            self.features.apply_stream_batch(batch),
+        )?;
+        Ok(features)
     }
 
     async fn stream_offsets(&self, topic: &str) -> movierec_store::Result<Vec<(i32, i64)>> {

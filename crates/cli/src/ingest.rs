@@ -168,6 +168,7 @@ pub async fn consume(config: &Config, until_idle: Option<f64>) -> Result<()> {
         ..Default::default()
     };
     let mut sqlite = None;
+    let mut aws_sink = None;
     let sink: Arc<dyn EventSink> = match config.storage_mode {
         StorageMode::Sqlite => {
             let store = SqliteRatingStore::open(&config.sqlite.path).await?;
@@ -177,7 +178,9 @@ pub async fn consume(config: &Config, until_idle: Option<f64>) -> Result<()> {
         StorageMode::Aws => {
             // Fails early, with the message for missing credentials.
             let aws = movierec_aws::Aws::connect(&config.aws).await?;
-            Arc::new(crate::serve::aws_sink(config, &aws)?)
+            let sink = Arc::new(crate::serve::aws_sink(config, &aws)?);
+            aws_sink = Some(sink.clone());
+            sink
         }
     };
     let summary = movierec_kafka::run_consumer(
@@ -202,6 +205,9 @@ pub async fn consume(config: &Config, until_idle: Option<f64>) -> Result<()> {
         summary.dead_lettered,
         summary.batches
     );
+    if let Some(sink) = aws_sink {
+        eprintln!("DynamoDB requests: {}", sink.features().requests());
+    }
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
 }
