@@ -150,6 +150,8 @@ pub async fn serve_aws(config: &Config) -> Result<()> {
     let aws = movierec_aws::Aws::connect(&config.aws).await?;
     let serving = ServingDb::connect(&config.serving.database_url).await?;
     let listener = bind(config).await?;
+    // Before the consumer starts: metrics recorded earlier would be lost.
+    let metrics = metrics_handle();
     let mut streaming = None;
     let (intake, dependencies): Wiring = if config.kafka.enabled {
         let (started, wiring) = Streaming::start(config, Arc::new(aws_sink(config, &aws)?))?;
@@ -164,7 +166,7 @@ pub async fn serve_aws(config: &Config) -> Result<()> {
         storage: Arc::new(AwsProbe { aws }),
         intake,
         dependencies,
-        metrics: metrics_handle(),
+        metrics,
     };
     let served = movierec_server::serve(listener, state, shutdown_signal()).await;
     if let Some(streaming) = streaming {
@@ -283,6 +285,8 @@ impl Streaming {
 
 async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingDb) -> Result<()> {
     let listener = bind(config).await?;
+    // Before the consumer starts: metrics recorded earlier would be lost.
+    let metrics = metrics_handle();
     let mut streaming = None;
     let (intake, dependencies): Wiring = if config.kafka.enabled {
         let (started, wiring) = Streaming::start(config, Arc::new(store.clone()))?;
@@ -304,7 +308,7 @@ async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingD
         }),
         intake,
         dependencies,
-        metrics: metrics_handle(),
+        metrics,
     };
     let served = movierec_server::serve(listener, state, shutdown_signal()).await;
     if let Some(streaming) = streaming {

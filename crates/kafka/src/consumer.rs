@@ -496,8 +496,9 @@ async fn watch_lag(
         .await;
         match checked {
             Ok(Ok(lag)) => {
-                status.broker_answered(Ok(()));
+                // Lag first: whoever sees "connected" also sees a lag.
                 status.set_lag(lag);
+                status.broker_answered(Ok(()));
             }
             Ok(Err(error)) => status.broker_answered(Err(error)),
             Err(error) => status.broker_answered(Err(error.to_string())),
