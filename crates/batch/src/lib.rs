@@ -11,6 +11,7 @@
 mod aggregate;
 mod csv_input;
 mod output;
+pub mod parquet_tables;
 
 pub use aggregate::{Aggregates, GroupedAggregator, NotGrouped, RatingRecord, aggregate_records};
 pub use csv_input::aggregate_csv;

@@ -1,6 +1,6 @@
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
-use movierec_batch::{GroupedAggregator, RatingRecord};
+use movierec_batch::RatingRecord;
 use movierec_config::Config;
 use movierec_core::{BayesianParams, Movie};
 use movierec_store::{BatchRun, PublishInput, RatingStore, ServingDb, ServingStore};
@@ -12,12 +12,93 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// The embedded batch over the rating store: features and top-N, published
-/// to the serving database in one transaction, and recorded as a run
-/// whether it succeeds or fails.
+/// Which bronze partitions a run reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every bronze partition; the previous silver ratings are not read.
+    All,
+    /// `date=FROM` to `date=TO` (inclusive), on top of the previous silver
+    /// ratings: the incremental daily run.
+    Dates { from: String, to: String },
+}
+
+impl Selection {
+    fn includes(&self, date: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Dates { from, to } => from.as_str() <= date && date <= to.as_str(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::All => "all dates".into(),
+            Self::Dates { from, to } if from == to => format!("date={from}"),
+            Self::Dates { from, to } => format!("date={from}..{to}"),
+        }
+    }
+
+    /// Days since 1970-01-01 of the snapshot this run makes.
+    fn snapshot_days(&self) -> i32 {
+        let date = match self {
+            Self::All => chrono::Utc::now().date_naive(),
+            Self::Dates { to, .. } => chrono::NaiveDate::parse_from_str(to, "%Y-%m-%d")
+                .unwrap_or_else(|_| chrono::Utc::now().date_naive()),
+        };
+        (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")).num_days()
+            as i32
+    }
+}
+
+/// The run's selection from `batch run`'s flags, dates checked.
+pub fn selection(
+    date: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+    yesterday: bool,
+) -> Result<Selection> {
+    let day = |flag: &str, text: &str| -> Result<String> {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .map_err(|_| {
+                anyhow::anyhow!("{flag} {text:?}: expected a date as YYYY-MM-DD, e.g. 2025-03-15")
+            })
+    };
+    if yesterday {
+        let d = (chrono::Utc::now().date_naive() - chrono::Days::new(1))
+            .format("%Y-%m-%d")
+            .to_string();
+        return Ok(Selection::Dates {
+            from: d.clone(),
+            to: d,
+        });
+    }
+    if let Some(date) = date {
+        let d = day("--date", date)?;
+        return Ok(Selection::Dates {
+            from: d.clone(),
+            to: d,
+        });
+    }
+    match (from, to) {
+        (Some(from), Some(to)) => {
+            let (from, to) = (day("--from", from)?, day("--to", to)?);
+            anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+            Ok(Selection::Dates { from, to })
+        }
+        _ => Ok(Selection::All),
+    }
+}
+
+/// The batch (bronze → silver → gold → publish) on the embedded engine: reads
+/// the selected bronze partitions of the lake, the previous silver ratings
+/// (incremental runs) and the rating store (sqlite mode); writes the silver
+/// and gold datasets (each switching atomically), publishes to the serving
+/// database in one transaction, and records the run whether it succeeds or fails.
 pub async fn run_embedded(
     config: &Config,
-    store: &dyn RatingStore,
+    selection: &Selection,
+    store: Option<&dyn RatingStore>,
     serving: &ServingDb,
 ) -> Result<BatchRun> {
     let started_at = now();
@@ -26,7 +107,7 @@ pub async fn run_embedded(
         started_at,
         finished_at: String::new(),
         engine: "embedded".into(),
-        source: format!("sqlite:{}", config.sqlite.path.display()),
+        source: format!("lake {} ({})", config.lake_root(), selection.describe()),
         status: "running".into(),
         records_read: 0,
         ratings: 0,
@@ -37,11 +118,7 @@ pub async fn run_embedded(
         duration_ms: 0,
         error: None,
     };
-    let params = BayesianParams {
-        min_ratings: config.batch.min_ratings,
-        top_n: config.batch.top_n,
-    };
-    let outcome = compute_and_publish(store, serving, params, &mut run).await;
+    let outcome = compute_and_publish(config, selection, store, serving, &mut run).await;
     run.finished_at = now();
     run.duration_ms = clock.elapsed().as_millis() as u64;
     match &outcome {
@@ -55,33 +132,132 @@ pub async fn run_embedded(
     outcome.map(|()| run)
 }
 
+/// The bronze events of the selected dates, in key order (date, partition,
+/// first offset: stream order within a partition), as records numbered from
+/// `seq`. Returns the records, the objects read and the lines that were not events.
+async fn read_bronze(
+    lake: &movierec_lake::Lake,
+    prefix: &str,
+    selection: &Selection,
+    seq: &mut u64,
+) -> Result<(Vec<RatingRecord>, usize, u64)> {
+    let prefix = format!("{}/", prefix.trim_matches('/'));
+    let mut objects: Vec<String> = lake
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .map(|e| e.key)
+        .filter(|key| {
+            key.strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_prefix("date="))
+                .and_then(|rest| rest.split('/').next())
+                .is_some_and(|date| selection.includes(date))
+        })
+        .filter(|key| key.ends_with(".json"))
+        .collect();
+    objects.sort();
+    let mut records = Vec::new();
+    let mut bad_lines = 0u64;
+    for key in &objects {
+        let Some(bytes) = lake.get(key).await? else {
+            continue; // removed since listed (compaction): its rows are elsewhere
+        };
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            match movierec_core::RatingEvent::from_json(line) {
+                Ok(event) => {
+                    records.push(RatingRecord {
+                        user: event.user_id,
+                        movie: event.movie_id,
+                        ts_ms: event.timestamp.millis(),
+                        half_stars: event.rating.half_stars(),
+                        seq: *seq,
+                    });
+                    *seq += 1;
+                }
+                Err(error) => {
+                    bad_lines += 1;
+                    tracing::warn!("{key}: skipped a line that is not a rating event: {error}");
+                }
+            }
+        }
+    }
+    Ok((records, objects.len(), bad_lines))
+}
+
 async fn compute_and_publish(
-    store: &dyn RatingStore,
+    config: &Config,
+    selection: &Selection,
+    store: Option<&dyn RatingStore>,
     serving: &ServingDb,
-    params: BayesianParams,
     run: &mut BatchRun,
 ) -> Result<()> {
-    let mut aggregator = GroupedAggregator::new();
-    let mut ratings = store.ratings_by_user();
-    let mut seq = 0;
-    while let Some(rating) = ratings.next().await {
-        let rating = rating?;
-        aggregator.push(RatingRecord {
-            user: rating.user_id,
-            movie: rating.movie_id,
-            ts_ms: rating.timestamp.millis(),
-            half_stars: rating.rating.half_stars(),
-            seq,
-        });
-        seq += 1;
+    use movierec_batch::parquet_tables as tables;
+    let params = BayesianParams {
+        min_ratings: config.batch.min_ratings,
+        top_n: config.batch.top_n,
+    };
+    let lake = movierec_lake::Lake::open(&config.lake_root(), &config.aws)?;
+    let layers = &config.aws.s3;
+    let silver = |name: &str| format!("{}/{name}", layers.silver_prefix.trim_matches('/'));
+    let gold = |name: &str| format!("{}/{name}", layers.gold_prefix.trim_matches('/'));
+    let mut seq = 0u64;
+    let mut records = Vec::new();
+    let mut inputs = Vec::new();
+
+    // Oldest first: equal event times go to the later record.
+    if *selection != Selection::All
+        && let Some((manifest, files)) = lake.read_dataset(&silver("ratings")).await?
+    {
+        for file in files {
+            let previous = tables::read_ratings(file, seq)?;
+            seq += previous.len() as u64;
+            records.extend(previous);
+        }
+        inputs.push(format!(
+            "silver ratings of run {} ({} rows)",
+            manifest.run_id, manifest.rows
+        ));
     }
-    drop(ratings);
-    let aggregates = aggregator
-        .finish()
-        .map_err(|e| anyhow::anyhow!("the store returned user {} out of order", e.user))?;
+    if let Some(store) = store {
+        let before = records.len();
+        let mut ratings = store.ratings_by_user();
+        while let Some(rating) = ratings.next().await {
+            let rating = rating?;
+            records.push(RatingRecord {
+                user: rating.user_id,
+                movie: rating.movie_id,
+                ts_ms: rating.timestamp.millis(),
+                half_stars: rating.rating.half_stars(),
+                seq,
+            });
+            seq += 1;
+        }
+        inputs.push(format!("rating store ({} ratings)", records.len() - before));
+    }
+    let (bronze, objects, bad_lines) =
+        read_bronze(&lake, &layers.bronze_prefix, selection, &mut seq).await?;
+    inputs.push(format!(
+        "bronze {} ({} events in {objects} objects{})",
+        selection.describe(),
+        bronze.len(),
+        if bad_lines > 0 {
+            format!(", {bad_lines} bad lines skipped")
+        } else {
+            String::new()
+        }
+    ));
+    records.extend(bronze);
+    run.source = format!("lake {}: {}", lake.url(), inputs.join(", "));
+    run.records_read = records.len() as u64;
+
+    let (latest, _superseded) = tables::latest_ratings(records);
+    let aggregates = tables::aggregate_latest(&latest);
     let top = aggregates.top_n(params);
 
-    let mut movies = store.movies().await?;
+    let mut movies = match store {
+        Some(store) => store.movies().await?,
+        None => Vec::new(),
+    };
     let known: HashSet<u64> = movies.iter().map(|m| m.movie_id).collect();
     let unknown: Vec<Movie> = aggregates
         .movies
@@ -102,6 +278,44 @@ async fn compute_and_publish(
     }
     movies.extend(unknown);
 
+    // Silver and gold: each dataset switches whole when its manifest is written.
+    let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    let days = selection.snapshot_days();
+    let catalogue: std::collections::HashMap<u64, Movie> =
+        movies.iter().map(|m| (m.movie_id, m.clone())).collect();
+    let datasets = [
+        (
+            silver("ratings"),
+            tables::ratings_table(&latest)?,
+            latest.len(),
+        ),
+        (
+            silver("user-features"),
+            tables::features_table("user_id", &aggregates.users, days)?,
+            aggregates.users.len(),
+        ),
+        (
+            silver("movie-features"),
+            tables::features_table("movie_id", &aggregates.movies, days)?,
+            aggregates.movies.len(),
+        ),
+        (
+            gold("top-movies"),
+            tables::top_movies_table(&top, &catalogue, days)?,
+            top.movies.len(),
+        ),
+    ];
+    for (prefix, bytes, rows) in datasets {
+        lake.publish_dataset(
+            &prefix,
+            &run_id,
+            vec![("part-00000.parquet".into(), bytes)],
+            rows as u64,
+        )
+        .await
+        .with_context(|| format!("cannot write {}/{prefix}", lake.url()))?;
+    }
+
     serving
         .publish(PublishInput {
             movies: &movies,
@@ -112,7 +326,6 @@ async fn compute_and_publish(
         })
         .await
         .context("cannot publish to the serving database")?;
-    run.records_read = aggregates.records_read;
     run.ratings = aggregates.ratings();
     run.users = aggregates.users.len() as u64;
     run.movies = aggregates.movies.len() as u64;

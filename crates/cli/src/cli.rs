@@ -195,8 +195,25 @@ pub enum ImportCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BatchCommand {
-    /// Compute features and the top-N from the rating store and publish them.
-    Run,
+    /// Bronze → silver → gold → serving database: reads the lake's bronze events
+    /// (and the rating store in sqlite mode), writes silver/gold Parquet, publishes.
+    Run {
+        /// Only the bronze partition of this day (YYYY-MM-DD), on top of the previous silver ratings.
+        #[arg(long, conflicts_with_all = ["from", "to", "all", "yesterday"])]
+        date: Option<String>,
+        /// First day of a range (YYYY-MM-DD, with --to).
+        #[arg(long, requires = "to", conflicts_with_all = ["all", "yesterday"])]
+        from: Option<String>,
+        /// Last day of a range (YYYY-MM-DD, inclusive, with --from).
+        #[arg(long, requires = "from", conflicts_with_all = ["all", "yesterday"])]
+        to: Option<String>,
+        /// Every bronze partition, from scratch (the default).
+        #[arg(long, conflicts_with = "yesterday")]
+        all: bool,
+        /// Yesterday's partition (UTC): for cron or Airflow.
+        #[arg(long)]
+        yesterday: bool,
+    },
     /// Compute from a ratings CSV straight to CSV files (no database).
     Csv {
         /// A MovieLens-format ratings.csv.

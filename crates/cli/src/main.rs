@@ -56,13 +56,14 @@ fn load_config(cli: &Cli) -> Result<Loaded> {
     Ok(loaded)
 }
 
-/// The batch side of aws mode (bronze -> silver -> gold) does not exist yet; say so plainly.
+/// Importing MovieLens into aws mode (and so `up`) does not exist yet; say so plainly.
 fn require_sqlite(config: &Config, command: &str) -> Result<()> {
     if config.storage_mode == StorageMode::Aws {
         bail!(
             "`{command}` with storage_mode \"aws\" is not available yet. In aws mode, `setup-aws`, \
-             `consume` and `serve` (Kafka -> S3 bronze layer + DynamoDB features) and `teardown-aws` \
-             work; import, batch and up run on storage_mode \"sqlite\" (MOVIEREC_STORAGE_MODE=sqlite)."
+             `consume` and `serve` (Kafka -> S3 bronze layer + DynamoDB features), `batch run` (S3 \
+             lake) and `teardown-aws` work; import and up run on storage_mode \"sqlite\" \
+             (MOVIEREC_STORAGE_MODE=sqlite)."
         );
     }
     Ok(())
@@ -155,13 +156,27 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Batch { command } => match command {
-            BatchCommand::Run => {
+            BatchCommand::Run {
+                date,
+                from,
+                to,
+                all: _,
+                yesterday,
+            } => {
                 let config = load_config(&cli)?.config;
-                require_sqlite(&config, "batch run")?;
-                let store = movierec_store::SqliteRatingStore::open(&config.sqlite.path).await?;
+                let selection = batch::selection(date.as_deref(), from.as_deref(), to.as_deref(), *yesterday)?;
                 let serving =
                     movierec_store::ServingDb::connect(&config.serving.database_url).await?;
-                let run = batch::run_embedded(&config, &store, &serving).await?;
+                let run = match config.storage_mode {
+                    StorageMode::Sqlite => {
+                        let store =
+                            movierec_store::SqliteRatingStore::open(&config.sqlite.path).await?;
+                        batch::run_embedded(&config, &selection, Some(&store), &serving).await?
+                    }
+                    StorageMode::Aws => {
+                        batch::run_embedded(&config, &selection, None, &serving).await?
+                    }
+                };
                 batch::print_run(&run);
                 Ok(())
             }

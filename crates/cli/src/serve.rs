@@ -359,7 +359,13 @@ pub async fn up(config: &Config, movielens: Option<&Path>) -> Result<()> {
             .await?
             .print();
     }
-    let run = crate::batch::run_embedded(config, &store, &serving).await?;
+    let run = crate::batch::run_embedded(
+        config,
+        &crate::batch::Selection::All,
+        Some(&store),
+        &serving,
+    )
+    .await?;
     crate::batch::print_run(&run);
     serve_with(config, store, serving).await
 }

@@ -99,7 +99,7 @@ fn aws_mode_says_it_is_not_available_yet() {
     let work = workdir();
     let error = stderr_of(
         movierec(work.path())
-            .args(["batch", "run"])
+            .args(["import", "movielens", "nowhere"])
             .env("MOVIEREC_STORAGE_MODE", "aws"),
     );
     assert!(

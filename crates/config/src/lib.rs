@@ -25,7 +25,29 @@ pub struct Config {
     pub aws: AwsConfig,
     pub serving: ServingConfig,
     pub batch: BatchConfig,
+    pub lake: LakeConfig,
     pub data: DataConfig,
+}
+
+/// Where the bronze, silver and gold layers live (SPEC §4). The layer
+/// prefixes are `aws.s3.*_prefix` in both modes.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// A folder, `file:///path` or `s3://bucket[/prefix]`; unset: `data/lake`
+    /// in sqlite mode, `s3://<aws.s3.bucket>` in aws mode.
+    pub root: Option<String>,
+}
+
+impl Config {
+    /// The lake's location as [`LakeConfig::root`] describes it.
+    pub fn lake_root(&self) -> String {
+        match (&self.lake.root, self.storage_mode) {
+            (Some(root), _) => root.clone(),
+            (None, StorageMode::Aws) => format!("s3://{}", self.aws.s3.bucket),
+            (None, StorageMode::Sqlite) => "data/lake".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -5,6 +5,10 @@
 //! temporary file and a rename, and S3 PUTs are atomic, so a reader never
 //! sees half an object and rewriting a key replaces it whole.
 
+mod dataset;
+
+pub use dataset::{MANIFEST, Manifest};
+
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use movierec_config::AwsConfig;
@@ -27,6 +31,12 @@ pub enum LakeError {
         key: String,
         #[source]
         source: Box<object_store::Error>,
+    },
+    #[error("{url}/{key} is damaged: {reason}")]
+    Corrupt {
+        url: String,
+        key: String,
+        reason: String,
     },
     #[error("cannot create the lake folder {path}: {source}")]
     Folder {

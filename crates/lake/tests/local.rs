@@ -68,3 +68,51 @@ fn unsupported_locations_are_named() {
         assert!(error.to_string().contains("s3://BUCKET"), "{error}");
     }
 }
+
+#[tokio::test]
+async fn datasets_switch_whole_and_keep_one_previous_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path().to_str().unwrap(), &AwsConfig::default()).unwrap();
+    let prefix = "silver/user-features/";
+    assert_eq!(lake.current_dataset(prefix).await.unwrap(), None);
+    for (run, body) in [("r1", "one"), ("r2", "two"), ("r3", "three")] {
+        let files = vec![
+            (
+                "part-0.parquet".to_string(),
+                Bytes::from(format!("{body}-a")),
+            ),
+            (
+                "part-1.parquet".to_string(),
+                Bytes::from(format!("{body}-b")),
+            ),
+        ];
+        lake.publish_dataset(prefix, run, files, 2).await.unwrap();
+    }
+    let (manifest, files) = lake.read_dataset(prefix).await.unwrap().unwrap();
+    assert_eq!(manifest.run_id, "r3");
+    assert_eq!(files, [Bytes::from("three-a"), Bytes::from("three-b")]);
+    let mut runs: Vec<String> = lake
+        .list(prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.key.split("run=").nth(1).map(|r| r[..2].to_string()))
+        .collect();
+    runs.dedup();
+    assert_eq!(
+        runs,
+        ["r2", "r3"],
+        "r1 removed, r2 kept for readers in flight"
+    );
+
+    // A run that dies after writing its files but before the manifest: the
+    // current version is untouched.
+    lake.put(
+        "silver/user-features/run=r4/part-0.parquet",
+        Bytes::from("half"),
+    )
+    .await
+    .unwrap();
+    let (manifest, _) = lake.read_dataset(prefix).await.unwrap().unwrap();
+    assert_eq!(manifest.run_id, "r3");
+}

@@ -1,0 +1,319 @@
+//! The lake's silver and gold tables as Parquet (SPEC §3, §4): proper types
+//! (INT64 ids, DOUBLE ratings, UTC millisecond timestamps, a DATE snapshot
+//! column), snappy-compressed as Spark writes them by default.
+
+use crate::{Aggregates, RatingRecord};
+use arrow_array::builder::{
+    Date32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMillisecondBuilder,
+};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use bytes::Bytes;
+use movierec_core::{FeatureAccumulator, Movie, TopN};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("{table}: column `{column}` is missing or not {expected}")]
+    Column {
+        table: &'static str,
+        column: &'static str,
+        expected: &'static str,
+    },
+}
+
+pub type Result<T, E = TableError> = std::result::Result<T, E>;
+
+fn utc_millis() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+fn write(schema: Arc<Schema>, columns: Vec<ArrayRef>) -> Result<Bytes> {
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, schema, Some(properties))?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(Bytes::from(out))
+}
+
+/// Every record batch of a Parquet file.
+pub fn read_batches(bytes: Bytes) -> Result<Vec<RecordBatch>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
+        .with_batch_size(64 * 1024)
+        .build()?;
+    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+/// `silver/ratings/`: the latest rating of every (user, movie).
+pub fn ratings_table(ratings: &[RatingRecord]) -> Result<Bytes> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Int64, false),
+        Field::new("movie_id", DataType::Int64, false),
+        Field::new("rating", DataType::Float64, false),
+        Field::new("timestamp", utc_millis(), false),
+    ]));
+    let mut users = Int64Builder::with_capacity(ratings.len());
+    let mut movies = Int64Builder::with_capacity(ratings.len());
+    let mut values = Float64Builder::with_capacity(ratings.len());
+    let mut times = TimestampMillisecondBuilder::with_capacity(ratings.len()).with_timezone("UTC");
+    for r in ratings {
+        users.append_value(r.user as i64);
+        movies.append_value(r.movie as i64);
+        values.append_value(f64::from(r.half_stars) / 2.0);
+        times.append_value(r.ts_ms);
+    }
+    write(
+        schema,
+        vec![
+            Arc::new(users.finish()),
+            Arc::new(movies.finish()),
+            Arc::new(values.finish()),
+            Arc::new(times.finish()),
+        ],
+    )
+}
+
+fn column<'a, T: 'static>(
+    batch: &'a RecordBatch,
+    table: &'static str,
+    name: &'static str,
+    expected: &'static str,
+) -> Result<&'a T> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or(TableError::Column {
+            table,
+            column: name,
+            expected,
+        })
+}
+
+/// Reads `silver/ratings/` back; `seq` numbers rows in file order.
+pub fn read_ratings(bytes: Bytes, first_seq: u64) -> Result<Vec<RatingRecord>> {
+    use arrow_array::{Float64Array, Int64Array, TimestampMillisecondArray};
+    let mut out = Vec::new();
+    let mut seq = first_seq;
+    for batch in read_batches(bytes)? {
+        let t = "silver/ratings";
+        let users: &Int64Array = column(&batch, t, "user_id", "INT64")?;
+        let movies: &Int64Array = column(&batch, t, "movie_id", "INT64")?;
+        let values: &Float64Array = column(&batch, t, "rating", "DOUBLE")?;
+        let times: &TimestampMillisecondArray = column(&batch, t, "timestamp", "TIMESTAMP(ms)")?;
+        for i in 0..batch.num_rows() {
+            out.push(RatingRecord {
+                user: users.value(i) as u64,
+                movie: movies.value(i) as u64,
+                ts_ms: times.value(i),
+                half_stars: (values.value(i) * 2.0).round() as u8,
+                seq,
+            });
+            seq += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// `silver/user-features/` or `silver/movie-features/`: SPEC §3's columns and
+/// the snapshot date (days since 1970-01-01).
+pub fn features_table(
+    key: &str,
+    rows: &[(u64, FeatureAccumulator)],
+    snapshot_days: i32,
+) -> Result<Bytes> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(key, DataType::Int64, false),
+        Field::new("avg_rating", DataType::Float64, false),
+        Field::new("rating_count", DataType::Int64, false),
+        Field::new("std_dev", DataType::Float64, false),
+        Field::new("last_update", utc_millis(), false),
+        Field::new("snapshot_date", DataType::Date32, false),
+    ]));
+    let n = rows.len();
+    let mut ids = Int64Builder::with_capacity(n);
+    let mut avg = Float64Builder::with_capacity(n);
+    let mut count = Int64Builder::with_capacity(n);
+    let mut std = Float64Builder::with_capacity(n);
+    let mut last = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut snapshot = Date32Builder::with_capacity(n);
+    for (id, acc) in rows {
+        ids.append_value(*id as i64);
+        avg.append_value(acc.mean());
+        count.append_value(acc.count as i64);
+        std.append_value(acc.std_dev());
+        last.append_value(acc.last_update_ms);
+        snapshot.append_value(snapshot_days);
+    }
+    write(
+        schema,
+        vec![
+            Arc::new(ids.finish()),
+            Arc::new(avg.finish()),
+            Arc::new(count.finish()),
+            Arc::new(std.finish()),
+            Arc::new(last.finish()),
+            Arc::new(snapshot.finish()),
+        ],
+    )
+}
+
+/// `gold/top-movies/`: the Bayesian top-N with the catalogue's title, genres
+/// and year, ranked from 1.
+pub fn top_movies_table(
+    top: &TopN,
+    catalogue: &HashMap<u64, Movie>,
+    snapshot_days: i32,
+) -> Result<Bytes> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("rank", DataType::Int32, false),
+        Field::new("movie_id", DataType::Int64, false),
+        Field::new("title", DataType::Utf8, true),
+        Field::new("genres", DataType::Utf8, true),
+        Field::new("year", DataType::Int32, true),
+        Field::new("avg_rating", DataType::Float64, false),
+        Field::new("rating_count", DataType::Int64, false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("global_mean", DataType::Float64, false),
+        Field::new("snapshot_date", DataType::Date32, false),
+    ]));
+    let n = top.movies.len();
+    let mut rank = Int32Builder::with_capacity(n);
+    let mut ids = Int64Builder::with_capacity(n);
+    let mut titles = StringBuilder::new();
+    let mut genres = StringBuilder::new();
+    let mut years = Int32Builder::with_capacity(n);
+    let mut avg = Float64Builder::with_capacity(n);
+    let mut count = Int64Builder::with_capacity(n);
+    let mut score = Float64Builder::with_capacity(n);
+    let mut global = Float64Builder::with_capacity(n);
+    let mut snapshot = Date32Builder::with_capacity(n);
+    for (i, scored) in top.movies.iter().enumerate() {
+        let movie = catalogue.get(&scored.movie_id);
+        rank.append_value(i as i32 + 1);
+        ids.append_value(scored.movie_id as i64);
+        titles.append_option(movie.map(|m| m.title.as_str()));
+        genres.append_option(movie.map(|m| m.genres.join("|")));
+        years.append_option(movie.and_then(|m| m.year));
+        avg.append_value(scored.avg_rating);
+        count.append_value(scored.rating_count as i64);
+        score.append_value(scored.score);
+        global.append_value(top.global_mean);
+        snapshot.append_value(snapshot_days);
+    }
+    write(
+        schema,
+        vec![
+            Arc::new(rank.finish()),
+            Arc::new(ids.finish()),
+            Arc::new(titles.finish()),
+            Arc::new(genres.finish()),
+            Arc::new(years.finish()),
+            Arc::new(avg.finish()),
+            Arc::new(count.finish()),
+            Arc::new(score.finish()),
+            Arc::new(global.finish()),
+            Arc::new(snapshot.finish()),
+        ],
+    )
+}
+
+/// The latest rating of each (user, movie), sorted by user then movie:
+/// the latest time wins, equal times go to the higher `seq`.
+pub fn latest_ratings(mut records: Vec<RatingRecord>) -> (Vec<RatingRecord>, u64) {
+    use rayon::slice::ParallelSliceMut;
+    records.par_sort_unstable_by_key(|r| (r.user, r.movie, r.ts_ms, r.seq));
+    let before = records.len() as u64;
+    // Keep the last of each (user, movie) run.
+    let mut kept: Vec<RatingRecord> = Vec::with_capacity(records.len());
+    for record in records {
+        match kept.last_mut() {
+            Some(last) if last.user == record.user && last.movie == record.movie => *last = record,
+            _ => kept.push(record),
+        }
+    }
+    let superseded = before - kept.len() as u64;
+    (kept, superseded)
+}
+
+/// Aggregates ratings already reduced by [`latest_ratings`].
+pub fn aggregate_latest(ratings: &[RatingRecord]) -> Aggregates {
+    let mut aggregator = crate::GroupedAggregator::new();
+    for r in ratings {
+        aggregator.push(*r);
+    }
+    aggregator.finish().expect("latest_ratings sorts by user")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Int64Array;
+
+    fn rec(user: u64, movie: u64, ts_ms: i64, half_stars: u8, seq: u64) -> RatingRecord {
+        RatingRecord {
+            user,
+            movie,
+            ts_ms,
+            half_stars,
+            seq,
+        }
+    }
+
+    #[test]
+    fn ratings_round_trip_and_the_latest_wins() {
+        let (latest, superseded) = latest_ratings(vec![
+            rec(2, 1, 50, 4, 0),
+            rec(1, 1, 100, 2, 1),
+            rec(1, 1, 100, 9, 2), // same time, later: wins
+            rec(1, 1, 90, 10, 3), // older
+        ]);
+        assert_eq!(superseded, 2);
+        assert_eq!(latest, vec![rec(1, 1, 100, 9, 2), rec(2, 1, 50, 4, 0)]);
+        let back = read_ratings(ratings_table(&latest).unwrap(), 2).unwrap();
+        assert_eq!(back, vec![rec(1, 1, 100, 9, 2), rec(2, 1, 50, 4, 3)]);
+    }
+
+    #[test]
+    fn features_have_the_spec_columns_and_types() {
+        let mut acc = FeatureAccumulator::default();
+        acc.add_half_stars(8, 1_000);
+        acc.add_half_stars(6, 2_000);
+        let bytes = features_table("user_id", &[(7, acc)], 20_000).unwrap();
+        let batches = read_batches(bytes).unwrap();
+        let schema = batches[0].schema();
+        let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "user_id",
+                "avg_rating",
+                "rating_count",
+                "std_dev",
+                "last_update",
+                "snapshot_date"
+            ]
+        );
+        assert_eq!(schema.field(4).data_type(), &utc_millis());
+        assert_eq!(schema.field(5).data_type(), &DataType::Date32);
+        let ids = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(ids.value(0), 7);
+    }
+}

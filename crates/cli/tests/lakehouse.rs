@@ -1,0 +1,300 @@
+//! The lakehouse batch on the embedded engine: bronze JSON lines in a lake →
+//! silver Parquet (ratings, user and movie features) and gold Parquet (top
+//! movies) → the serving database; on a local lake and on S3 (moto).
+
+mod common;
+use common::streams::{State, expected, unique};
+use common::*;
+use movierec_batch::parquet_tables::read_batches;
+use movierec_config::AwsConfig;
+use movierec_core::RatingEvent;
+use movierec_datasets::events::{EventStreamParams, synthetic_events};
+use movierec_lake::Lake;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn events() -> Vec<RatingEvent> {
+    // Few users and movies over several days: re-ratings, ties, many dates.
+    let params = EventStreamParams {
+        count: 6_000,
+        users: 120,
+        movies: 80,
+        invalid_fraction: 0.0,
+        seed: 5,
+        ..Default::default()
+    };
+    synthetic_events(params)
+        .enumerate()
+        .map(|(i, e)| {
+            let mut event = RatingEvent::from_json(&e.payload).unwrap();
+            // Spread over five days, so that runs can take one day at a time.
+            let day = (i % 5) as i64 * 86_400_000;
+            event.timestamp = movierec_core::EventTime(event.timestamp.millis() + day);
+            event
+        })
+        .collect()
+}
+
+/// Writes events as the consumer would: JSON lines per date, in stream order.
+fn write_bronze(lake: &Lake, events: &[RatingEvent]) -> Vec<String> {
+    let mut by_date: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for e in events {
+        let lines = by_date.entry(e.timestamp.date()).or_default();
+        lines.extend_from_slice(e.to_json().as_bytes());
+        lines.push(b'\n');
+    }
+    runtime().block_on(async {
+        for (date, lines) in &by_date {
+            let key = format!("bronze/user-events/date={date}/p000-00000000000000000000.json");
+            lake.put(&key, lines.clone().into()).await.unwrap();
+        }
+    });
+    by_date.into_keys().collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    common::streams::runtime()
+}
+
+/// The record batches of a dataset's current version, and its run id.
+fn dataset(lake: &Lake, prefix: &str) -> (Vec<arrow_array::RecordBatch>, String) {
+    let (manifest, files) = runtime()
+        .block_on(lake.read_dataset(prefix))
+        .unwrap()
+        .unwrap_or_else(|| panic!("{prefix} was never published"));
+    let batches = files
+        .into_iter()
+        .flat_map(|f| read_batches(f).unwrap())
+        .collect();
+    (batches, manifest.run_id)
+}
+
+type Features = BTreeMap<u64, (u64, f64, f64, i64)>;
+
+#[derive(Debug, PartialEq)]
+struct Silver {
+    ratings: BTreeMap<(u64, u64), (u8, i64)>,
+    users: Features,
+    movies: Features,
+}
+
+/// Silver ratings and features read back from the lake, and the run id.
+fn silver(lake: &Lake) -> (Silver, String) {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
+    let (batches, run) = dataset(lake, "silver/ratings");
+    let mut ratings = BTreeMap::new();
+    for b in batches {
+        for i in 0..b.num_rows() {
+            let u = b.column(0).as_primitive::<Int64Type>().value(i) as u64;
+            let m = b.column(1).as_primitive::<Int64Type>().value(i) as u64;
+            let r = b.column(2).as_primitive::<Float64Type>().value(i);
+            let t = b
+                .column(3)
+                .as_primitive::<TimestampMillisecondType>()
+                .value(i);
+            ratings.insert((u, m), ((r * 2.0) as u8, t));
+        }
+    }
+    let features = |prefix: &str| {
+        let mut out = BTreeMap::new();
+        for b in dataset(lake, prefix).0 {
+            for i in 0..b.num_rows() {
+                let id = b.column(0).as_primitive::<Int64Type>().value(i) as u64;
+                let avg = b.column(1).as_primitive::<Float64Type>().value(i);
+                let count = b.column(2).as_primitive::<Int64Type>().value(i) as u64;
+                let std = b.column(3).as_primitive::<Float64Type>().value(i);
+                let last = b
+                    .column(4)
+                    .as_primitive::<TimestampMillisecondType>()
+                    .value(i);
+                out.insert(id, (count, avg, std, last));
+            }
+        }
+        out
+    };
+    let state = Silver {
+        ratings,
+        users: features("silver/user-features"),
+        movies: features("silver/movie-features"),
+    };
+    (state, run)
+}
+
+/// Silver equals a recomputation: ratings and counts and newest times
+/// exactly, means and sample deviations within 1e-9.
+fn assert_recomputed(got: &Silver, want: &State) {
+    assert_eq!(
+        got.ratings, want.ratings,
+        "silver ratings: the latest per pair"
+    );
+    for (name, got, want) in [
+        ("user", &got.users, &want.users),
+        ("movie", &got.movies, &want.movies),
+    ] {
+        assert_eq!(got.len(), want.len(), "{name} features");
+        for (id, acc) in want {
+            let f = acc.features();
+            let (count, avg, std, last) = got[id];
+            assert_eq!(
+                (count, last),
+                (f.rating_count, acc.last_update_ms),
+                "{name} {id}"
+            );
+            assert!(
+                (avg - f.avg_rating).abs() < 1e-9,
+                "{name} {id}: {avg} vs {}",
+                f.avg_rating
+            );
+            assert!(
+                (std - f.std_dev).abs() < 1e-9,
+                "{name} {id}: {std} vs {}",
+                f.std_dev
+            );
+        }
+    }
+}
+
+fn write_config(work: &Path, name: &str, lake_root: &str, extra: &str) -> std::path::PathBuf {
+    let path = work.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "lake:\n  root: \"{lake_root}\"\nsqlite:\n  path: \"{}\"\nserving:\n  database_url: \"sqlite://{}\"\n\
+             batch:\n  min_ratings: 20\n  top_n: 50\n{extra}",
+            work.join("store.db").display(),
+            work.join("serving.db").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn batch(work: &Path, config: &Path, args: &[&str]) -> String {
+    let output = run_ok(
+        movierec(work)
+            .arg("--config")
+            .arg(config)
+            .args(["batch", "run"])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true"),
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn reference(events: &[RatingEvent]) -> Vec<(u64, f64)> {
+    let plain: Vec<(u64, u64, f64, i64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.user_id,
+                e.movie_id,
+                e.rating.value(),
+                e.timestamp.millis(),
+            )
+        })
+        .collect();
+    reference_top(&plain, 20, 50)
+}
+
+#[test]
+fn a_local_lake_batch_writes_silver_and_gold_and_is_idempotent_and_incremental() {
+    let work = workdir();
+    let root = work.path().join("lake");
+    let lake = Lake::open(root.to_str().unwrap(), &AwsConfig::default()).unwrap();
+    let events = events();
+    let dates = write_bronze(&lake, &events);
+    assert!(dates.len() >= 3, "{dates:?}");
+    let config = write_config(work.path(), "full", root.to_str().unwrap(), "");
+
+    let printed = batch(work.path(), &config, &["--all"]);
+    assert!(printed.contains("batch succeeded"), "{printed}");
+    let (first, first_run) = silver(&lake);
+    assert_recomputed(&first, &expected(events.clone()));
+    let serving = work.path().join("serving.db");
+    assert_same_top(&published_top(&serving), &reference(&events));
+
+    // Again: the same datasets (a new version of each), no duplicated rows.
+    batch(work.path(), &config, &["--all"]);
+    let (second, second_run) = silver(&lake);
+    assert_ne!(first_run, second_run);
+    assert_eq!(second, first);
+    assert_same_top(&published_top(&serving), &reference(&events));
+
+    // Day by day on a fresh lake: each run adds a day to the previous silver
+    // ratings; the last one equals the full run.
+    let daily_root = work.path().join("daily");
+    let daily = Lake::open(daily_root.to_str().unwrap(), &AwsConfig::default()).unwrap();
+    write_bronze(&daily, &events);
+    let daily_config = write_config(work.path(), "daily", daily_root.to_str().unwrap(), "");
+    for date in &dates {
+        batch(work.path(), &daily_config, &["--date", date]);
+    }
+    // The last day twice: still the same.
+    batch(
+        work.path(),
+        &daily_config,
+        &["--date", dates.last().unwrap()],
+    );
+    assert_eq!(silver(&daily).0, first);
+
+    // A bad date is refused by name.
+    let output = movierec(work.path())
+        .arg("--config")
+        .arg(&daily_config)
+        .args(["batch", "run", "--date", "2025-13-01"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("--date \"2025-13-01\"") && error.contains("YYYY-MM-DD"),
+        "{error}"
+    );
+}
+
+#[test]
+fn in_aws_mode_the_batch_reads_and_writes_the_s3_lake() {
+    let endpoint = std::env::var("MOVIEREC_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!("MOVIEREC_TEST_AWS_ENDPOINT is not set: run `bash scripts/test.sh` (it starts moto)")
+    });
+    let work = workdir();
+    let bucket = unique("lakehouse");
+    let extra = format!(
+        "storage_mode: aws\naws:\n  region: us-east-1\n  endpoint_url: \"{endpoint}\"\n  s3: {{ bucket: \"{bucket}\" }}\n  \
+         dynamodb: {{ user_features_table: \"{bucket}-u\", movie_features_table: \"{bucket}-m\", ratings_table: \"{bucket}-r\" }}\n"
+    );
+    // The lake root follows the bucket in aws mode.
+    let config = write_config(work.path(), "aws", &format!("s3://{bucket}"), &extra);
+    run_ok(
+        movierec(work.path())
+            .arg("--config")
+            .arg(&config)
+            .arg("setup-aws")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true"),
+    );
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    }
+    let aws = AwsConfig {
+        endpoint_url: Some(endpoint.clone()),
+        ..Default::default()
+    };
+    let lake = Lake::open(&format!("s3://{bucket}"), &aws).unwrap();
+    let events = events();
+    write_bronze(&lake, &events);
+    let printed = batch(work.path(), &config, &[]);
+    assert!(printed.contains("batch succeeded"), "{printed}");
+    let (state, _) = silver(&lake);
+    assert_recomputed(&state, &expected(events.clone()));
+    assert_same_top(
+        &published_top(&work.path().join("serving.db")),
+        &reference(&events),
+    );
+}
