@@ -142,26 +142,20 @@ async fn read_bronze(
     seq: &mut u64,
 ) -> Result<(Vec<RatingRecord>, usize, u64)> {
     let prefix = format!("{}/", prefix.trim_matches('/'));
-    let mut objects: Vec<String> = lake
-        .list(&prefix)
-        .await?
-        .into_iter()
-        .map(|e| e.key)
-        .filter(|key| {
-            key.strip_prefix(&prefix)
+    // Live files only, read consistently: a compacted partition counts each
+    // line once, even while a compaction runs.
+    let wanted = |key: &str| {
+        key.ends_with(".json")
+            && key
+                .strip_prefix(prefix.as_str())
                 .and_then(|rest| rest.strip_prefix("date="))
                 .and_then(|rest| rest.split('/').next())
                 .is_some_and(|date| selection.includes(date))
-        })
-        .filter(|key| key.ends_with(".json"))
-        .collect();
-    objects.sort();
+    };
+    let objects = lake.read_live(&prefix, &wanted).await?;
     let mut records = Vec::new();
     let mut bad_lines = 0u64;
-    for key in &objects {
-        let Some(bytes) = lake.get(key).await? else {
-            continue; // removed since listed (compaction): its rows are elsewhere
-        };
+    for (key, bytes) in &objects {
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             match movierec_core::RatingEvent::from_json(line) {
                 Ok(event) => {

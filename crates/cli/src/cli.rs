@@ -40,6 +40,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Work on the data lake (lake.root).
+    Lake {
+        #[command(subcommand)]
+        command: LakeCommand,
+    },
     /// Compute features and the Bayesian top-N.
     Batch {
         #[command(subcommand)]
@@ -132,6 +137,7 @@ impl Command {
             Self::Data { .. } => "data",
             Self::Import { .. } => "import",
             Self::Batch { .. } => "batch",
+            Self::Lake { .. } => "lake",
             Self::Produce { .. } => "produce",
             Self::Consume { .. } => "consume",
             Self::Dlq { .. } => "dlq",
@@ -234,4 +240,88 @@ pub enum BatchCommand {
         #[arg(long, default_value_t = 20)]
         limit: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LakeCommand {
+    /// Merge each partition's small files into files near the target size:
+    /// atomically, each line kept once, safe beside a running consumer.
+    Compact {
+        /// The layer to compact, e.g. bronze/user-events/ [default: aws.s3.bronze_prefix]
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Target file size: bytes or with a unit (KiB, MiB, GiB, KB, MB, GB).
+        #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+        target_size: u64,
+        /// Leave files younger than this (s, m, h): the consumer may still rewrite them.
+        #[arg(long, default_value = "10m", value_parser = parse_age)]
+        min_age: u64,
+    },
+}
+
+/// `128MiB`, `64MB`, `1048576`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a size such as 128MiB, 64MB or 1048576"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use KiB, MiB, GiB, KB, MB or GB)"
+            ));
+        }
+    };
+    match number.checked_mul(factor) {
+        Some(0) | None => Err(format!("`{text}`: expected a positive size")),
+        Some(bytes) => Ok(bytes),
+    }
+}
+
+/// `10m`, `30s`, `1h`, in milliseconds.
+pub fn parse_age(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let seconds: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("`{text}`: expected an age such as 30s, 10m or 1h")),
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}`: expected an age such as 30s, 10m or 1h"))?;
+    Ok(number * seconds * 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_ages_parse_with_units_and_refuse_nonsense() {
+        assert_eq!(parse_size("128MiB"), Ok(128 << 20));
+        assert_eq!(parse_size("64MB"), Ok(64_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(
+            parse_size("12 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_size("0").is_err());
+        assert_eq!(parse_age("10m"), Ok(600_000));
+        assert_eq!(parse_age("0s"), Ok(0));
+        assert!(parse_age("soon").is_err());
+    }
 }

@@ -9,7 +9,9 @@ mod serve;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use cli::{BatchCommand, Cli, Command, ConfigCommand, DataCommand, DlqCommand, ImportCommand};
+use cli::{
+    BatchCommand, Cli, Command, ConfigCommand, DataCommand, DlqCommand, ImportCommand, LakeCommand,
+};
 use movierec_config::{Config, Loaded, StorageMode};
 
 fn main() -> std::process::ExitCode {
@@ -153,6 +155,41 @@ async fn run(cli: Cli) -> Result<()> {
             let store = movierec_store::SqliteRatingStore::open(&config.sqlite.path).await?;
             let summary = import::import_movielens(&store, dir, *strict).await?;
             summary.print();
+            Ok(())
+        }
+        Command::Lake {
+            command:
+                LakeCommand::Compact {
+                    prefix,
+                    target_size,
+                    min_age,
+                },
+        } => {
+            let config = load_config(&cli)?.config;
+            let lake = movierec_lake::Lake::open(&config.lake_root(), &config.aws)?;
+            let prefix = prefix.clone().unwrap_or_else(|| config.aws.s3.bronze_prefix.clone());
+            let clock = std::time::Instant::now();
+            let report = lake
+                .compact(
+                    &prefix,
+                    movierec_lake::CompactOptions {
+                        target_size: *target_size,
+                        min_age_ms: *min_age as i64,
+                        now_ms: chrono::Utc::now().timestamp_millis(),
+                    },
+                )
+                .await
+                .with_context(|| format!("cannot compact {}/{prefix}", lake.url()))?;
+            let seconds = clock.elapsed().as_secs_f64();
+            println!(
+                "compacted {}/{prefix}: {} partitions, {} files -> {}, {:.1} MB merged in {seconds:.2}s ({:.1} MB/s)",
+                lake.url(),
+                report.partitions,
+                report.files_before,
+                report.files_after,
+                report.bytes as f64 / 1e6,
+                report.bytes as f64 / 1e6 / seconds.max(1e-9)
+            );
             Ok(())
         }
         Command::Batch { command } => match command {

@@ -298,3 +298,119 @@ fn in_aws_mode_the_batch_reads_and_writes_the_s3_lake() {
         &reference(&events),
     );
 }
+
+#[test]
+fn a_compaction_killed_midway_on_s3_leaves_the_lake_readable_and_complete() {
+    let endpoint = std::env::var("MOVIEREC_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!("MOVIEREC_TEST_AWS_ENDPOINT is not set: run `bash scripts/test.sh` (it starts moto)")
+    });
+    let work = workdir();
+    let bucket = unique("compact");
+    let extra = format!(
+        "storage_mode: aws\naws:\n  region: us-east-1\n  endpoint_url: \"{endpoint}\"\n  s3: {{ bucket: \"{bucket}\" }}\n  \
+         dynamodb: {{ user_features_table: \"{bucket}-u\", movie_features_table: \"{bucket}-m\", ratings_table: \"{bucket}-r\" }}\n"
+    );
+    let config = write_config(work.path(), "aws", &format!("s3://{bucket}"), &extra);
+    let aws_env = |command: &mut std::process::Command| {
+        command
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+    };
+    let mut setup = movierec(work.path());
+    setup.arg("--config").arg(&config).arg("setup-aws");
+    aws_env(&mut setup);
+    run_ok(&mut setup);
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    }
+    let aws = AwsConfig {
+        endpoint_url: Some(endpoint.clone()),
+        ..Default::default()
+    };
+    let lake = Lake::open(&format!("s3://{bucket}"), &aws).unwrap();
+
+    // 2,000 small bronze files, as a trickling consumer makes them.
+    let events = events();
+    let mut want: Vec<String> = Vec::new();
+    runtime().block_on(async {
+        for (i, chunk) in events.chunks(3).enumerate() {
+            let date = chunk[0].timestamp.date();
+            let body: String = chunk
+                .iter()
+                .filter(|e| e.timestamp.date() == date)
+                .map(|e| e.to_json() + "\n")
+                .collect();
+            want.extend(body.lines().map(str::to_string));
+            let key = format!("bronze/user-events/date={date}/p{:03}-{i:020}.json", i % 3);
+            lake.put(&key, body.into()).await.unwrap();
+        }
+    });
+    want.sort();
+    let live = |lake: &Lake| -> (Vec<String>, usize) {
+        runtime().block_on(async {
+            let files = lake
+                .read_live("bronze/user-events/", &|_| true)
+                .await
+                .unwrap();
+            let mut lines = Vec::new();
+            for (_, bytes) in &files {
+                lines.extend(
+                    String::from_utf8(bytes.to_vec())
+                        .unwrap()
+                        .lines()
+                        .map(str::to_string),
+                );
+            }
+            lines.sort();
+            (lines, files.len())
+        })
+    };
+    assert_eq!(live(&lake).1, 2000);
+    let before = batch(work.path(), &config, &[]);
+    assert!(before.contains("batch succeeded"), "{before}");
+    let (silver_before, _) = silver(&lake);
+
+    let compact = || {
+        let mut command = movierec(work.path());
+        command.arg("--config").arg(&config).args([
+            "lake",
+            "compact",
+            "--min-age",
+            "0s",
+            "--target-size",
+            "64KiB",
+        ]);
+        aws_env(&mut command);
+        command
+    };
+    // Killed at a random moment while it works.
+    let mut schedule = common::streams::KillSchedule::from_clock();
+    let mut child = compact()
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000) + schedule.next_wait(3000));
+    let finished_before_kill = child.try_wait().unwrap().is_some();
+    child.kill().ok();
+    child.wait().unwrap();
+    assert!(
+        !finished_before_kill,
+        "the compaction ended before the kill: make it bigger"
+    );
+    let (lines, files) = live(&lake);
+    println!("after the kill: {files} live files");
+    assert_eq!(lines, want, "readable and complete after the kill");
+
+    // Run to the end: few files, every line once, the same batch result.
+    let output = run_ok(&mut compact());
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(printed.contains("compacted"), "{printed}");
+    let (lines, files) = live(&lake);
+    assert_eq!(lines, want);
+    assert!(files <= 20, "{files} files after compaction: {printed}");
+    batch(work.path(), &config, &[]);
+    assert_eq!(silver(&lake).0, silver_before);
+}

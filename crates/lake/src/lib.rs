@@ -5,8 +5,10 @@
 //! temporary file and a rename, and S3 PUTs are atomic, so a reader never
 //! sees half an object and rewriting a key replaces it whole.
 
+mod compact;
 mod dataset;
 
+pub use compact::{COMPACTED, CompactOptions, CompactReport, CompactionManifest};
 pub use dataset::{MANIFEST, Manifest};
 
 use bytes::Bytes;
@@ -53,6 +55,8 @@ pub type Result<T, E = LakeError> = std::result::Result<T, E>;
 pub struct Entry {
     pub key: String,
     pub size: u64,
+    /// Last modified, epoch milliseconds.
+    pub modified_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +188,7 @@ impl Lake {
                     .unwrap_or(meta.location.as_ref())
                     .to_string(),
                 size: meta.size,
+                modified_ms: meta.last_modified.timestamp_millis(),
             })
             .try_collect()
             .await

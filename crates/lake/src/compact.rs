@@ -1,0 +1,256 @@
+//! Small-file compaction of a partitioned JSON-lines layer (the bronze layer:
+//! one object per consumer batch, partition and date), the job S3DistCp's
+//! `--groupBy --targetSize` does in the seed, with the safety it lacks.
+//!
+//! Per partition folder (`…/date=D/`), files older than `min_age` are packed,
+//! in key order, into groups of about `target_size` bytes; each group becomes
+//! one object `c-<ID>.json` (ID: a hash of the group's keys, so a rerun of a
+//! crashed compaction rewrites the same object). The switch is a small
+//! manifest `_compacted/<ID>.json` naming the output and its inputs, written
+//! after the output and before any input is deleted. The live files
+//! ([`Lake::live_files`]): an output counts only once its manifest exists, and
+//! an input named by any manifest does not count. So in every state each line
+//! is counted exactly once, whether the compaction finished, died after the
+//! output, after the manifest, or while deleting inputs; and files the
+//! consumer writes meanwhile are not inputs (too young, or listed after the
+//! plan was made). A listing is not a snapshot, though: readers use
+//! [`Lake::read_live`], which starts over if a compaction committed while it read.
+
+use crate::{Entry, Lake, Result};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const COMPACTED: &str = "_compacted";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactionManifest {
+    pub output: String,
+    pub inputs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactOptions {
+    pub target_size: u64,
+    /// Files younger than this (by last-modified) are left alone: the consumer
+    /// may still rewrite them when it replays an uncommitted batch.
+    pub min_age_ms: i64,
+    /// Now, in epoch milliseconds (a parameter, so tests can age files).
+    pub now_ms: i64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CompactReport {
+    pub partitions: usize,
+    pub files_before: usize,
+    pub files_after: usize,
+    pub bytes: u64,
+    pub outputs: Vec<String>,
+}
+
+/// FNV-1a over the keys: stable across runs and platforms.
+fn group_id(keys: &[String]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for key in keys {
+        for byte in key.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// The partition folder of a key (`…/date=D/`), `None` for manifests.
+fn folder_of(key: &str) -> Option<&str> {
+    let (folder, name) = key.rsplit_once('/')?;
+    (!folder.ends_with(COMPACTED) && !name.starts_with('_')).then_some(folder)
+}
+
+impl Lake {
+    async fn manifests(&self, prefix: &str) -> Result<Vec<(String, CompactionManifest)>> {
+        let mut out = Vec::new();
+        for entry in self.list(prefix).await? {
+            if !entry.key.contains(&format!("/{COMPACTED}/")) {
+                continue;
+            }
+            if let Some(bytes) = self.get(&entry.key).await? {
+                let manifest =
+                    serde_json::from_slice(&bytes).map_err(|e| crate::LakeError::Corrupt {
+                        url: self.url().to_string(),
+                        key: entry.key.clone(),
+                        reason: e.to_string(),
+                    })?;
+                out.push((entry.key, manifest));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The data files under `prefix` that hold the layer's rows, by the
+    /// compaction rules above, sorted by key.
+    pub async fn live_files(&self, prefix: &str) -> Result<Vec<Entry>> {
+        let manifests = self.manifests(prefix).await?;
+        let superseded: BTreeSet<&str> = manifests
+            .iter()
+            .flat_map(|(_, m)| m.inputs.iter().map(String::as_str))
+            .collect();
+        let committed: BTreeSet<&str> = manifests.iter().map(|(_, m)| m.output.as_str()).collect();
+        // Inside the layer only: not its own folder marker (`bronze/user-events/`,
+        // made by setup-aws, lists as `bronze/user-events`).
+        let base = format!("{}/", prefix.trim_matches('/'));
+        Ok(self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .filter(|e| e.key.starts_with(&base))
+            .filter(|e| folder_of(&e.key).is_some())
+            .filter(|e| !superseded.contains(e.key.as_str()))
+            .filter(|e| {
+                let name = e.key.rsplit('/').next().unwrap_or_default();
+                !name.starts_with("c-") || committed.contains(e.key.as_str())
+            })
+            .collect())
+    }
+
+    /// The keys of the compaction manifests under `prefix` (they are only
+    /// ever added).
+    async fn manifest_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|e| e.key)
+            .filter(|k| k.contains(&format!("/{COMPACTED}/")))
+            .collect())
+    }
+
+    /// Reads every live file under `prefix`: what a reader must use while a
+    /// compaction may run. A listing is not a snapshot, so the read is
+    /// checked: if a compaction committed meanwhile (a manifest appeared) or
+    /// a listed file vanished, it starts over.
+    /// Only files whose key passes `keep` are read (e.g. one date).
+    pub async fn read_live(
+        &self,
+        prefix: &str,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Vec<(String, Bytes)>> {
+        for _ in 0..20 {
+            let before = self.manifest_keys(prefix).await?;
+            let mut out = Vec::new();
+            let mut vanished = false;
+            for entry in self.live_files(prefix).await? {
+                if !keep(&entry.key) {
+                    continue;
+                }
+                match self.get(&entry.key).await? {
+                    Some(bytes) => out.push((entry.key, bytes)),
+                    None => {
+                        vanished = true;
+                        break;
+                    }
+                }
+            }
+            if !vanished && self.manifest_keys(prefix).await? == before {
+                return Ok(out);
+            }
+        }
+        Err(crate::LakeError::Corrupt {
+            url: self.url().to_string(),
+            key: prefix.to_string(),
+            reason: "files kept changing under 20 reads in a row (compactions back to back?)"
+                .into(),
+        })
+    }
+
+    /// Compacts every partition under `prefix`.
+    pub async fn compact(&self, prefix: &str, options: CompactOptions) -> Result<CompactReport> {
+        // Finish what a crashed compaction left: inputs named by a manifest
+        // but not yet deleted.
+        let manifests = self.manifests(prefix).await?;
+        for (_, manifest) in &manifests {
+            for input in &manifest.inputs {
+                self.delete(input).await?;
+            }
+        }
+        let mut by_folder: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+        for entry in self.live_files(prefix).await? {
+            if let Some(folder) = folder_of(&entry.key) {
+                by_folder.entry(folder.to_string()).or_default().push(entry);
+            }
+        }
+        let mut report = CompactReport {
+            partitions: by_folder.len(),
+            ..Default::default()
+        };
+        for (folder, entries) in by_folder {
+            report.files_before += entries.len();
+            let (old, young): (Vec<Entry>, Vec<Entry>) = entries
+                .into_iter()
+                .partition(|e| options.now_ms - e.modified_ms >= options.min_age_ms);
+            report.files_after += young.len();
+            // Files already near the target stay as they are.
+            let (big, small): (Vec<Entry>, Vec<Entry>) = old
+                .into_iter()
+                .partition(|e| e.size >= options.target_size / 2);
+            report.files_after += big.len();
+            let mut groups: Vec<Vec<Entry>> = Vec::new();
+            let mut size = 0;
+            for entry in small {
+                if groups.is_empty() || size + entry.size > options.target_size {
+                    groups.push(Vec::new());
+                    size = 0;
+                }
+                size += entry.size;
+                groups.last_mut().expect("pushed above").push(entry);
+            }
+            for group in groups {
+                if group.len() == 1 {
+                    report.files_after += 1;
+                    continue;
+                }
+                let inputs: Vec<String> = group.iter().map(|e| e.key.clone()).collect();
+                let id = group_id(&inputs);
+                let output = format!("{folder}/c-{id}.json");
+                let mut merged = Vec::with_capacity(group.iter().map(|e| e.size as usize).sum());
+                for key in &inputs {
+                    let bytes = self.get(key).await?.unwrap_or_default();
+                    merged.extend_from_slice(&bytes);
+                    if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+                        merged.push(b'\n');
+                    }
+                }
+                report.bytes += merged.len() as u64;
+                self.put(&output, Bytes::from(merged)).await?;
+                let manifest = CompactionManifest {
+                    output: output.clone(),
+                    inputs: inputs.clone(),
+                };
+                self.put(
+                    &format!("{folder}/{COMPACTED}/{id}.json"),
+                    Bytes::from(serde_json::to_vec(&manifest).expect("a manifest serializes")),
+                )
+                .await?;
+                for input in &inputs {
+                    self.delete(input).await?;
+                }
+                report.files_after += 1;
+                report.outputs.push(output);
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_depend_on_the_keys_only() {
+        let a = group_id(&["x/1.json".into(), "x/2.json".into()]);
+        assert_eq!(a, group_id(&["x/1.json".into(), "x/2.json".into()]));
+        assert_ne!(a, group_id(&["x/1.json".into(), "x/3.json".into()]));
+        assert_eq!(folder_of("b/date=1/p0.json"), Some("b/date=1"));
+        assert_eq!(folder_of("b/date=1/_compacted/x.json"), None);
+    }
+}
