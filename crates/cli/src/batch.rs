@@ -1,7 +1,7 @@
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use movierec_batch::RatingRecord;
-use movierec_config::Config;
+use movierec_config::{Config, Engine};
 use movierec_core::{BayesianParams, Movie};
 use movierec_store::{BatchRun, PublishInput, RatingStore, ServingDb, ServingStore};
 use std::collections::HashSet;
@@ -30,7 +30,7 @@ impl Selection {
         }
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Self::All => "all dates".into(),
             Self::Dates { from, to } if from == to => format!("date={from}"),
@@ -90,14 +90,15 @@ pub fn selection(
     }
 }
 
-/// The batch (bronze → silver → gold → publish) on the embedded engine: reads
+/// The batch (bronze → silver → gold → publish) on either engine: reads
 /// the selected bronze partitions of the lake, the previous silver ratings
 /// (incremental runs) and the rating store (sqlite mode); writes the silver
 /// and gold datasets (each switching atomically), publishes to the serving
 /// database in one transaction, and records the run whether it succeeds or fails.
-pub async fn run_embedded(
+pub async fn run_batch(
     config: &Config,
     selection: &Selection,
+    engine: Engine,
     store: Option<&dyn RatingStore>,
     serving: &ServingDb,
 ) -> Result<BatchRun> {
@@ -106,7 +107,10 @@ pub async fn run_embedded(
     let mut run = BatchRun {
         started_at,
         finished_at: String::new(),
-        engine: "embedded".into(),
+        engine: match engine {
+            Engine::Embedded => "embedded".into(),
+            Engine::Spark => "spark".into(),
+        },
         source: format!("lake {} ({})", config.lake_root(), selection.describe()),
         status: "running".into(),
         records_read: 0,
@@ -118,7 +122,7 @@ pub async fn run_embedded(
         duration_ms: 0,
         error: None,
     };
-    let outcome = compute_and_publish(config, selection, store, serving, &mut run).await;
+    let outcome = compute_and_publish(config, selection, engine, store, serving, &mut run).await;
     run.finished_at = now();
     run.duration_ms = clock.elapsed().as_millis() as u64;
     match &outcome {
@@ -144,14 +148,7 @@ async fn read_bronze(
     let prefix = format!("{}/", prefix.trim_matches('/'));
     // Live files only, read consistently: a compacted partition counts each
     // line once, even while a compaction runs.
-    let wanted = |key: &str| {
-        key.ends_with(".json")
-            && key
-                .strip_prefix(prefix.as_str())
-                .and_then(|rest| rest.strip_prefix("date="))
-                .and_then(|rest| rest.split('/').next())
-                .is_some_and(|date| selection.includes(date))
-    };
+    let wanted = |key: &str| selected(&prefix, selection, key);
     let objects = lake.read_live(&prefix, &wanted).await?;
     let mut records = Vec::new();
     let mut bad_lines = 0u64;
@@ -181,77 +178,27 @@ async fn read_bronze(
 async fn compute_and_publish(
     config: &Config,
     selection: &Selection,
+    engine: Engine,
     store: Option<&dyn RatingStore>,
     serving: &ServingDb,
     run: &mut BatchRun,
 ) -> Result<()> {
-    use movierec_batch::parquet_tables as tables;
-    let params = BayesianParams {
-        min_ratings: config.batch.min_ratings,
-        top_n: config.batch.top_n,
-    };
     let lake = movierec_lake::Lake::open(&config.lake_root(), &config.aws)?;
-    let layers = &config.aws.s3;
-    let silver = |name: &str| format!("{}/{name}", layers.silver_prefix.trim_matches('/'));
-    let gold = |name: &str| format!("{}/{name}", layers.gold_prefix.trim_matches('/'));
-    let mut seq = 0u64;
-    let mut records = Vec::new();
-    let mut inputs = Vec::new();
-
-    // Oldest first: equal event times go to the later record.
-    if *selection != Selection::All
-        && let Some((manifest, files)) = lake.read_dataset(&silver("ratings")).await?
-    {
-        for file in files {
-            let previous = tables::read_ratings(file, seq)?;
-            seq += previous.len() as u64;
-            records.extend(previous);
-        }
-        inputs.push(format!(
-            "silver ratings of run {} ({} rows)",
-            manifest.run_id, manifest.rows
-        ));
-    }
-    if let Some(store) = store {
-        let before = records.len();
-        let mut ratings = store.ratings_by_user();
-        while let Some(rating) = ratings.next().await {
-            let rating = rating?;
-            records.push(RatingRecord {
-                user: rating.user_id,
-                movie: rating.movie_id,
-                ts_ms: rating.timestamp.millis(),
-                half_stars: rating.rating.half_stars(),
-                seq,
-            });
-            seq += 1;
-        }
-        inputs.push(format!("rating store ({} ratings)", records.len() - before));
-    }
-    let (bronze, objects, bad_lines) =
-        read_bronze(&lake, &layers.bronze_prefix, selection, &mut seq).await?;
-    inputs.push(format!(
-        "bronze {} ({} events in {objects} objects{})",
-        selection.describe(),
-        bronze.len(),
-        if bad_lines > 0 {
-            format!(", {bad_lines} bad lines skipped")
-        } else {
-            String::new()
-        }
-    ));
-    records.extend(bronze);
-    run.source = format!("lake {}: {}", lake.url(), inputs.join(", "));
-    run.records_read = records.len() as u64;
-
-    let (latest, _superseded) = tables::latest_ratings(records);
-    let aggregates = tables::aggregate_latest(&latest);
-    let top = aggregates.top_n(params);
-
+    let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    let days = selection.snapshot_days();
     let mut movies = match store {
         Some(store) => store.movies().await?,
         None => Vec::new(),
     };
+    let (aggregates, top) = match engine {
+        Engine::Embedded => {
+            embedded(config, &lake, selection, store, &movies, &run_id, days, run).await?
+        }
+        Engine::Spark => {
+            crate::spark::run(config, &lake, selection, store, &movies, &run_id, days, run).await?
+        }
+    };
+
     let known: HashSet<u64> = movies.iter().map(|m| m.movie_id).collect();
     let unknown: Vec<Movie> = aggregates
         .movies
@@ -271,45 +218,6 @@ async fn compute_and_publish(
         );
     }
     movies.extend(unknown);
-
-    // Silver and gold: each dataset switches whole when its manifest is written.
-    let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
-    let days = selection.snapshot_days();
-    let catalogue: std::collections::HashMap<u64, Movie> =
-        movies.iter().map(|m| (m.movie_id, m.clone())).collect();
-    let datasets = [
-        (
-            silver("ratings"),
-            tables::ratings_table(&latest)?,
-            latest.len(),
-        ),
-        (
-            silver("user-features"),
-            tables::features_table("user_id", &aggregates.users, days)?,
-            aggregates.users.len(),
-        ),
-        (
-            silver("movie-features"),
-            tables::features_table("movie_id", &aggregates.movies, days)?,
-            aggregates.movies.len(),
-        ),
-        (
-            gold("top-movies"),
-            tables::top_movies_table(&top, &catalogue, days)?,
-            top.movies.len(),
-        ),
-    ];
-    for (prefix, bytes, rows) in datasets {
-        lake.publish_dataset(
-            &prefix,
-            &run_id,
-            vec![("part-00000.parquet".into(), bytes)],
-            rows as u64,
-        )
-        .await
-        .with_context(|| format!("cannot write {}/{prefix}", lake.url()))?;
-    }
-
     serving
         .publish(PublishInput {
             movies: &movies,
@@ -320,12 +228,166 @@ async fn compute_and_publish(
         })
         .await
         .context("cannot publish to the serving database")?;
+    run.records_read = aggregates.records_read;
     run.ratings = aggregates.ratings();
     run.users = aggregates.users.len() as u64;
     run.movies = aggregates.movies.len() as u64;
     run.ranked = top.movies.len() as u64;
     run.global_mean = top.global_mean;
     Ok(())
+}
+
+/// The dataset prefixes of the lake layout.
+pub(crate) struct Layout {
+    pub ratings: String,
+    pub user_features: String,
+    pub movie_features: String,
+    pub top_movies: String,
+}
+
+impl Layout {
+    pub(crate) fn new(config: &Config) -> Self {
+        let layers = &config.aws.s3;
+        let silver = |name: &str| format!("{}/{name}", layers.silver_prefix.trim_matches('/'));
+        let gold = |name: &str| format!("{}/{name}", layers.gold_prefix.trim_matches('/'));
+        Self {
+            ratings: silver("ratings"),
+            user_features: silver("user-features"),
+            movie_features: silver("movie-features"),
+            top_movies: gold("top-movies"),
+        }
+    }
+}
+
+/// The rating store's ratings as records numbered from `seq`.
+pub(crate) async fn store_records(
+    store: &dyn RatingStore,
+    seq: &mut u64,
+) -> Result<Vec<RatingRecord>> {
+    let mut records = Vec::new();
+    let mut ratings = store.ratings_by_user();
+    while let Some(rating) = ratings.next().await {
+        let rating = rating?;
+        records.push(RatingRecord {
+            user: rating.user_id,
+            movie: rating.movie_id,
+            ts_ms: rating.timestamp.millis(),
+            half_stars: rating.rating.half_stars(),
+            seq: *seq,
+        });
+        *seq += 1;
+    }
+    Ok(records)
+}
+
+/// The bronze keys of the selected dates, live (compaction rules applied).
+pub(crate) fn selected(prefix: &str, selection: &Selection, key: &str) -> bool {
+    key.ends_with(".json")
+        && key
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix("date="))
+            .and_then(|rest| rest.split('/').next())
+            .is_some_and(|date| selection.includes(date))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn embedded(
+    config: &Config,
+    lake: &movierec_lake::Lake,
+    selection: &Selection,
+    store: Option<&dyn RatingStore>,
+    catalogue: &[Movie],
+    run_id: &str,
+    days: i32,
+    run: &mut BatchRun,
+) -> Result<(movierec_batch::Aggregates, movierec_core::TopN)> {
+    use movierec_batch::parquet_tables as tables;
+    let params = BayesianParams {
+        min_ratings: config.batch.min_ratings,
+        top_n: config.batch.top_n,
+    };
+    let layout = Layout::new(config);
+    let mut seq = 0u64;
+    let mut records = Vec::new();
+    let mut inputs = Vec::new();
+
+    // Oldest first: equal event times go to the later record.
+    if *selection != Selection::All
+        && let Some((manifest, files)) = lake.read_dataset(&layout.ratings).await?
+    {
+        for file in files {
+            let previous = tables::read_ratings(file, seq)?;
+            seq += previous.len() as u64;
+            records.extend(previous);
+        }
+        inputs.push(format!(
+            "silver ratings of run {} ({} rows)",
+            manifest.run_id, manifest.rows
+        ));
+    }
+    if let Some(store) = store {
+        let stored = store_records(store, &mut seq).await?;
+        inputs.push(format!("rating store ({} ratings)", stored.len()));
+        records.extend(stored);
+    }
+    let (bronze, objects, bad_lines) =
+        read_bronze(lake, &config.aws.s3.bronze_prefix, selection, &mut seq).await?;
+    inputs.push(format!(
+        "bronze {} ({} events in {objects} objects{})",
+        selection.describe(),
+        bronze.len(),
+        if bad_lines > 0 {
+            format!(", {bad_lines} bad lines skipped")
+        } else {
+            String::new()
+        }
+    ));
+    records.extend(bronze);
+    run.source = format!("lake {}: {}", lake.url(), inputs.join(", "));
+    let records_read = records.len() as u64;
+
+    let (latest, superseded) = tables::latest_ratings(records);
+    let mut aggregates = tables::aggregate_latest(&latest);
+    aggregates.records_read = records_read;
+    aggregates.superseded = superseded;
+    let top = aggregates.top_n(params);
+
+    // Silver and gold: each dataset switches whole when its manifest is written.
+    let catalogue: std::collections::HashMap<u64, Movie> =
+        catalogue.iter().map(|m| (m.movie_id, m.clone())).collect();
+    let datasets = [
+        (
+            layout.ratings,
+            tables::ratings_table(&latest)?,
+            latest.len(),
+        ),
+        (
+            layout.user_features,
+            tables::features_table("user_id", &aggregates.users, days)?,
+            aggregates.users.len(),
+        ),
+        (
+            layout.movie_features,
+            tables::features_table("movie_id", &aggregates.movies, days)?,
+            aggregates.movies.len(),
+        ),
+        (
+            layout.top_movies,
+            tables::top_movies_table(&top, &catalogue, days)?,
+            top.movies.len(),
+        ),
+    ];
+    for (prefix, bytes, rows) in datasets {
+        lake.publish_dataset(
+            &prefix,
+            run_id,
+            vec![("part-00000.parquet".into(), bytes)],
+            rows as u64,
+        )
+        .await
+        .with_context(|| format!("cannot write {}/{prefix}", lake.url()))?;
+    }
+    Ok((aggregates, top))
 }
 
 pub fn print_run(run: &BatchRun) {

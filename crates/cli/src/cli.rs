@@ -219,6 +219,9 @@ pub enum BatchCommand {
         /// Yesterday's partition (UTC): for cron or Airflow.
         #[arg(long)]
         yesterday: bool,
+        /// embedded or spark [default: batch.engine]
+        #[arg(long)]
+        engine: Option<String>,
     },
     /// Compute from a ratings CSV straight to CSV files (no database).
     Csv {

@@ -6,6 +6,7 @@ mod import;
 mod ingest;
 mod progress;
 mod serve;
+mod spark;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -199,8 +200,17 @@ async fn run(cli: Cli) -> Result<()> {
                 to,
                 all: _,
                 yesterday,
+                engine,
             } => {
                 let config = load_config(&cli)?.config;
+                let engine = match engine.as_deref() {
+                    None => config.batch.engine,
+                    Some("embedded") => movierec_config::Engine::Embedded,
+                    Some("spark") => movierec_config::Engine::Spark,
+                    Some(other) => anyhow::bail!(
+                        "--engine {other:?}: expected embedded or spark"
+                    ),
+                };
                 let selection = batch::selection(date.as_deref(), from.as_deref(), to.as_deref(), *yesterday)?;
                 let serving =
                     movierec_store::ServingDb::connect(&config.serving.database_url).await?;
@@ -208,10 +218,11 @@ async fn run(cli: Cli) -> Result<()> {
                     StorageMode::Sqlite => {
                         let store =
                             movierec_store::SqliteRatingStore::open(&config.sqlite.path).await?;
-                        batch::run_embedded(&config, &selection, Some(&store), &serving).await?
+                        batch::run_batch(&config, &selection, engine, Some(&store), &serving)
+                            .await?
                     }
                     StorageMode::Aws => {
-                        batch::run_embedded(&config, &selection, None, &serving).await?
+                        batch::run_batch(&config, &selection, engine, None, &serving).await?
                     }
                 };
                 batch::print_run(&run);

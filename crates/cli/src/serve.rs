@@ -359,9 +359,10 @@ pub async fn up(config: &Config, movielens: Option<&Path>) -> Result<()> {
             .await?
             .print();
     }
-    let run = crate::batch::run_embedded(
+    let run = crate::batch::run_batch(
         config,
         &crate::batch::Selection::All,
+        movierec_config::Engine::Embedded,
         Some(&store),
         &serving,
     )

@@ -161,9 +161,12 @@ fn write_config(work: &Path, name: &str, lake_root: &str, extra: &str) -> std::p
         &path,
         format!(
             "lake:\n  root: \"{lake_root}\"\nsqlite:\n  path: \"{}\"\nserving:\n  database_url: \"sqlite://{}\"\n\
-             batch:\n  min_ratings: 20\n  top_n: 50\n{extra}",
+             batch:\n  min_ratings: 20\n  top_n: 50\n  spark: {{ master: \"local[2]\", job: \"{}\" }}\n{extra}",
             work.join("store.db").display(),
-            work.join("serving.db").display()
+            work.join("serving.db").display(),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../jobs/spark/lakehouse.py")
+                .display()
         ),
     )
     .unwrap();
@@ -413,4 +416,94 @@ fn a_compaction_killed_midway_on_s3_leaves_the_lake_readable_and_complete() {
     assert!(files <= 20, "{files} files after compaction: {printed}");
     batch(work.path(), &config, &[]);
     assert_eq!(silver(&lake).0, silver_before);
+}
+
+/// gold/top-movies read back: (movie, score, rating_count) in rank order.
+fn gold(lake: &Lake) -> Vec<(u64, f64, u64)> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int32Type, Int64Type};
+    let mut rows = Vec::new();
+    for b in dataset(lake, "gold/top-movies").0 {
+        let schema = b.schema();
+        let col = |name: &str| b.column(schema.index_of(name).unwrap()).clone();
+        for i in 0..b.num_rows() {
+            rows.push((
+                col("rank").as_primitive::<Int32Type>().value(i),
+                col("movie_id").as_primitive::<Int64Type>().value(i) as u64,
+                col("score").as_primitive::<Float64Type>().value(i),
+                col("rating_count").as_primitive::<Int64Type>().value(i) as u64,
+            ));
+        }
+    }
+    rows.sort_by_key(|r| r.0);
+    rows.into_iter().map(|(_, m, s, c)| (m, s, c)).collect()
+}
+
+/// Two engines' silver and gold agree: rows exactly, floats within 1e-9.
+fn assert_same_outputs(embedded: &Lake, spark: &Lake) {
+    let (a, _) = silver(embedded);
+    let (b, _) = silver(spark);
+    assert_eq!(a.ratings, b.ratings, "silver ratings");
+    for (name, x, y) in [
+        ("user", &a.users, &b.users),
+        ("movie", &a.movies, &b.movies),
+    ] {
+        assert_eq!(x.len(), y.len(), "{name} features: row count");
+        for (id, &(count, avg, std, last)) in x {
+            let (c2, a2, s2, l2) = y[id];
+            assert_eq!((count, last), (c2, l2), "{name} {id}");
+            assert!((avg - a2).abs() < 1e-9, "{name} {id} avg: {avg} vs {a2}");
+            assert!((std - s2).abs() < 1e-9, "{name} {id} std: {std} vs {s2}");
+        }
+    }
+    let (x, y) = (gold(embedded), gold(spark));
+    assert_eq!(x.len(), y.len(), "gold rows");
+    for (rank, (p, q)) in x.iter().zip(&y).enumerate() {
+        assert_eq!((p.0, p.2), (q.0, q.2), "gold rank {}", rank + 1);
+        assert!((p.1 - q.1).abs() < 1e-9, "gold rank {} score", rank + 1);
+    }
+}
+
+#[test]
+fn embedded_and_spark_engines_write_the_same_silver_and_gold() {
+    let work = workdir();
+    let events = events();
+    let mut lakes = Vec::new();
+    for engine in ["embedded", "spark"] {
+        let root = work.path().join(format!("lake-{engine}"));
+        let lake = Lake::open(root.to_str().unwrap(), &AwsConfig::default()).unwrap();
+        write_bronze(&lake, &events);
+        let config = write_config(work.path(), engine, root.to_str().unwrap(), "");
+        let printed = batch(work.path(), &config, &["--engine", engine]);
+        assert!(printed.contains("batch succeeded"), "{engine}: {printed}");
+        lakes.push(lake);
+    }
+    assert_same_outputs(&lakes[0], &lakes[1]);
+    // And the published top list is the reference's.
+    assert_same_top(
+        &published_top(&work.path().join("serving.db")),
+        &reference(&events),
+    );
+
+    // ml-latest-small imported into the rating store (sqlite mode), no bronze.
+    let movielens = movielens("ml-latest-small");
+    let mut lakes = Vec::new();
+    for engine in ["embedded", "spark"] {
+        let dir = work.path().join(format!("ml-{engine}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = dir.join("lake");
+        let config = write_config(&dir, "ml", root.to_str().unwrap(), "");
+        run_ok(
+            movierec(&dir)
+                .arg("--config")
+                .arg(&config)
+                .args(["import", "movielens"])
+                .arg(&movielens),
+        );
+        let printed = batch(&dir, &config, &["--engine", engine]);
+        assert!(printed.contains("batch succeeded"), "{engine}: {printed}");
+        lakes.push(Lake::open(root.to_str().unwrap(), &AwsConfig::default()).unwrap());
+    }
+    assert_same_outputs(&lakes[0], &lakes[1]);
+    assert!(gold(&lakes[0]).len() == 50, "top_n 50 on ml-latest-small");
 }

@@ -230,6 +230,7 @@ pub struct BatchConfig {
     /// m of the Bayesian weighted rating, and the minimum count to be ranked.
     pub min_ratings: u64,
     pub top_n: usize,
+    pub spark: SparkConfig,
 }
 
 impl Default for BatchConfig {
@@ -238,6 +239,33 @@ impl Default for BatchConfig {
             engine: Engine::Embedded,
             min_ratings: 50,
             top_n: 1000,
+            spark: SparkConfig::default(),
+        }
+    }
+}
+
+/// How `batch run --engine spark` submits the PySpark job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SparkConfig {
+    /// The spark-submit command (PyPI's pyspark puts one on PATH; EMR has one).
+    pub submit: String,
+    /// `local[*]`, `yarn` (EMR), `spark://host:7077`…
+    pub master: String,
+    /// The job, kept in this repository.
+    pub job: PathBuf,
+    /// `--conf` pairs, e.g. spark.driver.memory: 4g.
+    #[serde(deserialize_with = "scalar_map")]
+    pub conf: BTreeMap<String, String>,
+}
+
+impl Default for SparkConfig {
+    fn default() -> Self {
+        Self {
+            submit: "spark-submit".into(),
+            master: "local[*]".into(),
+            job: "jobs/spark/lakehouse.py".into(),
+            conf: BTreeMap::new(),
         }
     }
 }

@@ -37,16 +37,29 @@ impl Lake {
         rows: u64,
     ) -> Result<Manifest> {
         let base = folder(prefix);
-        let previous = self.current_dataset(prefix).await?;
         let mut keys = Vec::with_capacity(files.len());
         for (name, bytes) in files {
             let key = format!("{base}run={run_id}/{name}");
             self.put(&key, bytes).await?;
             keys.push(key);
         }
+        self.commit_dataset(prefix, run_id, keys, rows).await
+    }
+
+    /// Makes files already written under `prefix/run=<run_id>/` (by another
+    /// engine, e.g. Spark) the current version.
+    pub async fn commit_dataset(
+        &self,
+        prefix: &str,
+        run_id: &str,
+        files: Vec<String>,
+        rows: u64,
+    ) -> Result<Manifest> {
+        let base = folder(prefix);
+        let previous = self.current_dataset(prefix).await?;
         let manifest = Manifest {
             run_id: run_id.to_string(),
-            files: keys,
+            files,
             rows,
         };
         let text = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");

@@ -127,6 +127,20 @@ impl Lake {
         &self.url
     }
 
+    /// Where another program (Spark) finds `key`: a local path, or an
+    /// `s3a://` URL (Hadoop's S3 connector).
+    pub fn location(&self, key: &str) -> String {
+        let key = key.trim_start_matches('/');
+        if let Some(path) = self.url.strip_prefix("file://") {
+            format!("{}/{key}", path.trim_end_matches('/'))
+        } else {
+            format!(
+                "s3a://{}/{key}",
+                self.url.trim_start_matches("s3://").trim_end_matches('/')
+            )
+        }
+    }
+
     fn path(&self, key: &str) -> ObjectPath {
         let key = key.trim_start_matches('/');
         if self.root.is_empty() {

@@ -1,0 +1,217 @@
+//! `batch run --engine spark`: the same pipeline as the embedded engine, run
+//! by `jobs/spark/lakehouse.py` through spark-submit (`batch.spark.*`:
+//! `local[*]` by default, `yarn` on EMR). movierec plans the inputs (live
+//! bronze files, the previous silver ratings, the rating store and the
+//! catalogue staged as Parquet), Spark writes each dataset's new version, and
+//! movierec switches the manifests and publishes, so both engines leave the
+//! same lake and the same serving tables.
+
+use crate::batch::{Layout, Selection, selected, store_records};
+use anyhow::{Context, Result, bail};
+use movierec_batch::Aggregates;
+use movierec_batch::parquet_tables as tables;
+use movierec_config::Config;
+use movierec_core::{Movie, TopN};
+use movierec_lake::Lake;
+use movierec_store::{BatchRun, RatingStore};
+use serde_json::json;
+
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    config: &Config,
+    lake: &Lake,
+    selection: &Selection,
+    store: Option<&dyn RatingStore>,
+    catalogue: &[Movie],
+    run_id: &str,
+    days: i32,
+    run: &mut BatchRun,
+) -> Result<(Aggregates, TopN)> {
+    let layout = Layout::new(config);
+    let staging = format!("staging/run={run_id}");
+    let mut inputs = Vec::new();
+
+    // Ratings inputs, oldest first, as the embedded engine orders them.
+    let mut ratings = Vec::new();
+    if *selection != Selection::All
+        && let Some(manifest) = lake.current_dataset(&layout.ratings).await?
+    {
+        inputs.push(format!("silver ratings of run {}", manifest.run_id));
+        ratings.extend(manifest.files.iter().map(|k| lake.location(k)));
+    }
+    if let Some(store) = store {
+        let mut seq = 0;
+        let stored = store_records(store, &mut seq).await?;
+        inputs.push(format!("rating store ({} ratings)", stored.len()));
+        let key = format!("{staging}/store-ratings.parquet");
+        lake.put(&key, tables::ratings_table(&stored)?).await?;
+        ratings.push(lake.location(&key));
+    }
+    let bronze_prefix = format!("{}/", config.aws.s3.bronze_prefix.trim_matches('/'));
+    let bronze: Vec<String> = lake
+        .live_files(&bronze_prefix)
+        .await?
+        .into_iter()
+        .filter(|e| selected(&bronze_prefix, selection, &e.key))
+        .map(|e| lake.location(&e.key))
+        .collect();
+    inputs.push(format!(
+        "bronze {} ({} objects)",
+        selection.describe(),
+        bronze.len()
+    ));
+    let catalogue_key = format!("{staging}/catalogue.parquet");
+    lake.put(&catalogue_key, tables::catalogue_table(catalogue)?)
+        .await?;
+    run.source = format!("lake {} (spark): {}", lake.url(), inputs.join(", "));
+
+    let output = |prefix: &str| lake.location(&format!("{prefix}/run={run_id}"));
+    let snapshot = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
+        + chrono::Days::new(days as u64);
+    let plan = json!({
+        "ratings": ratings,
+        "bronze": bronze,
+        "catalogue": lake.location(&catalogue_key),
+        "outputs": {
+            "ratings": output(&layout.ratings),
+            "user_features": output(&layout.user_features),
+            "movie_features": output(&layout.movie_features),
+            "top_movies": output(&layout.top_movies),
+        },
+        "min_ratings": config.batch.min_ratings,
+        "top_n": config.batch.top_n,
+        "snapshot_date": snapshot.format("%Y-%m-%d").to_string(),
+    });
+    let plan_path = std::env::temp_dir().join(format!("movierec-spark-plan-{run_id}.json"));
+    std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)
+        .with_context(|| format!("cannot write {}", plan_path.display()))?;
+
+    let summary = submit(config, &plan_path).await;
+    let _ = std::fs::remove_file(&plan_path);
+    for key in [format!("{staging}/store-ratings.parquet"), catalogue_key] {
+        lake.delete(&key).await?;
+    }
+    let summary = summary?;
+
+    // Switch each dataset to Spark's files, then read back what is published.
+    let count = |name: &str| summary[name].as_u64().unwrap_or(0);
+    let mut read_back = Vec::new();
+    for (prefix, rows) in [
+        (&layout.ratings, count("ratings")),
+        (&layout.user_features, count("users")),
+        (&layout.movie_features, count("movies")),
+        (&layout.top_movies, count("ranked")),
+    ] {
+        let files: Vec<String> = lake
+            .list(&format!("{prefix}/run={run_id}/"))
+            .await?
+            .into_iter()
+            .map(|e| e.key)
+            .filter(|k| k.ends_with(".parquet"))
+            .collect();
+        if files.is_empty() {
+            bail!(
+                "spark wrote no Parquet file under {}/{prefix}/run={run_id}/",
+                lake.url()
+            );
+        }
+        let mut bytes = Vec::new();
+        for key in &files {
+            bytes.push(lake.get(key).await?.unwrap_or_default());
+        }
+        lake.commit_dataset(prefix, run_id, files, rows).await?;
+        read_back.push(bytes);
+    }
+    let mut histogram = [0u64; 11];
+    for file in &read_back[0] {
+        for r in tables::read_ratings(file.clone(), 0)? {
+            histogram[usize::from(r.half_stars.min(10))] += 1;
+        }
+    }
+    let features = |files: &[bytes::Bytes], key: &'static str| -> Result<_> {
+        let mut all = Vec::new();
+        for file in files {
+            all.extend(tables::read_features(file.clone(), key)?);
+        }
+        all.sort_unstable_by_key(|(id, _)| *id);
+        Ok(all)
+    };
+    let users = features(&read_back[1], "user_id")?;
+    let movies = features(&read_back[2], "movie_id")?;
+    let mut top_movies = Vec::new();
+    let mut global_mean = summary["global_mean"].as_f64().unwrap_or(0.0);
+    for file in &read_back[3] {
+        let (rows, c) = tables::read_top(file.clone())?;
+        top_movies.extend(rows);
+        global_mean = c;
+    }
+    let eligible = movies
+        .iter()
+        .filter(|(_, acc)| acc.count >= config.batch.min_ratings)
+        .count();
+    let aggregates = Aggregates {
+        users,
+        movies,
+        histogram,
+        records_read: count("records_read"),
+        superseded: count("records_read").saturating_sub(count("ratings")),
+    };
+    let top = TopN {
+        global_mean,
+        eligible,
+        movies: top_movies,
+    };
+    Ok((aggregates, top))
+}
+
+/// Runs spark-submit and returns the job's JSON summary line.
+async fn submit(config: &Config, plan: &std::path::Path) -> Result<serde_json::Value> {
+    let spark = &config.batch.spark;
+    if !spark.job.is_file() {
+        bail!(
+            "the Spark job {} is not there: run from the movierec checkout, or set \
+             batch.spark.job to the path of jobs/spark/lakehouse.py",
+            spark.job.display()
+        );
+    }
+    let mut command = tokio::process::Command::new(&spark.submit);
+    command.arg("--master").arg(&spark.master);
+    command.args(["--conf", "spark.ui.enabled=false"]);
+    for (key, value) in &spark.conf {
+        command.arg("--conf").arg(format!("{key}={value}"));
+    }
+    command.arg(&spark.job).arg("--plan").arg(plan);
+    // Loopback unless told otherwise: the driver's UI and RPC listen on all
+    // interfaces by default.
+    if std::env::var_os("SPARK_LOCAL_IP").is_none() {
+        command.env("SPARK_LOCAL_IP", "127.0.0.1");
+    }
+    tracing::info!(
+        "spark-submit --master {} {}",
+        spark.master,
+        spark.job.display()
+    );
+    let output = command.output().await.with_context(|| {
+        format!(
+            "cannot run `{}`: install Spark (pip install pyspark==4.3.0 puts spark-submit on PATH) \
+             or set batch.spark.submit",
+            spark.submit
+        )
+    })?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+        bail!(
+            "spark-submit failed ({}):\n{}",
+            output.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .context("the Spark job printed no summary line")?;
+    serde_json::from_str(line).context("the Spark job's summary is not JSON")
+}
