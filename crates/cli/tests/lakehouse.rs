@@ -174,16 +174,13 @@ fn write_config(work: &Path, name: &str, lake_root: &str, extra: &str) -> std::p
 }
 
 fn batch(work: &Path, config: &Path, args: &[&str]) -> String {
-    let output = run_ok(
+    let output = run_ok(aws_env(
         movierec(work)
             .arg("--config")
             .arg(config)
             .args(["batch", "run"])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true"),
-    );
+            .args(args),
+    ));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -258,38 +255,46 @@ fn a_local_lake_batch_writes_silver_and_gold_and_is_idempotent_and_incremental()
     );
 }
 
-#[test]
-fn in_aws_mode_the_batch_reads_and_writes_the_s3_lake() {
+/// An aws-mode config on moto with its bucket and tables made, and the lake
+/// (`s3://BUCKET`) as the test reads it.
+fn aws_lake(work: &Path, name: &str) -> (std::path::PathBuf, Lake) {
     let endpoint = std::env::var("MOVIEREC_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
         panic!("MOVIEREC_TEST_AWS_ENDPOINT is not set: run `bash scripts/test.sh` (it starts moto)")
     });
-    let work = workdir();
-    let bucket = unique("lakehouse");
+    let bucket = unique(name);
     let extra = format!(
         "storage_mode: aws\naws:\n  region: us-east-1\n  endpoint_url: \"{endpoint}\"\n  s3: {{ bucket: \"{bucket}\" }}\n  \
          dynamodb: {{ user_features_table: \"{bucket}-u\", movie_features_table: \"{bucket}-m\", ratings_table: \"{bucket}-r\" }}\n"
     );
     // The lake root follows the bucket in aws mode.
-    let config = write_config(work.path(), "aws", &format!("s3://{bucket}"), &extra);
-    run_ok(
-        movierec(work.path())
-            .arg("--config")
-            .arg(&config)
-            .arg("setup-aws")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true"),
-    );
+    let config = write_config(work, "aws", &format!("s3://{bucket}"), &extra);
+    run_ok(aws_env(
+        movierec(work).arg("--config").arg(&config).arg("setup-aws"),
+    ));
     // SAFETY: set before any thread of this test reads the environment.
     unsafe {
         std::env::set_var("AWS_ACCESS_KEY_ID", "test");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
     }
     let aws = AwsConfig {
-        endpoint_url: Some(endpoint.clone()),
+        endpoint_url: Some(endpoint),
         ..Default::default()
     };
     let lake = Lake::open(&format!("s3://{bucket}"), &aws).unwrap();
+    (config, lake)
+}
+
+fn aws_env(command: &mut std::process::Command) -> &mut std::process::Command {
+    command
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+#[test]
+fn in_aws_mode_the_batch_reads_and_writes_the_s3_lake() {
+    let work = workdir();
+    let (config, lake) = aws_lake(work.path(), "lakehouse");
     let events = events();
     write_bronze(&lake, &events);
     let printed = batch(work.path(), &config, &[]);
@@ -304,36 +309,8 @@ fn in_aws_mode_the_batch_reads_and_writes_the_s3_lake() {
 
 #[test]
 fn a_compaction_killed_midway_on_s3_leaves_the_lake_readable_and_complete() {
-    let endpoint = std::env::var("MOVIEREC_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("MOVIEREC_TEST_AWS_ENDPOINT is not set: run `bash scripts/test.sh` (it starts moto)")
-    });
     let work = workdir();
-    let bucket = unique("compact");
-    let extra = format!(
-        "storage_mode: aws\naws:\n  region: us-east-1\n  endpoint_url: \"{endpoint}\"\n  s3: {{ bucket: \"{bucket}\" }}\n  \
-         dynamodb: {{ user_features_table: \"{bucket}-u\", movie_features_table: \"{bucket}-m\", ratings_table: \"{bucket}-r\" }}\n"
-    );
-    let config = write_config(work.path(), "aws", &format!("s3://{bucket}"), &extra);
-    let aws_env = |command: &mut std::process::Command| {
-        command
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true");
-    };
-    let mut setup = movierec(work.path());
-    setup.arg("--config").arg(&config).arg("setup-aws");
-    aws_env(&mut setup);
-    run_ok(&mut setup);
-    // SAFETY: set before any thread of this test reads the environment.
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
-    }
-    let aws = AwsConfig {
-        endpoint_url: Some(endpoint.clone()),
-        ..Default::default()
-    };
-    let lake = Lake::open(&format!("s3://{bucket}"), &aws).unwrap();
+    let (config, lake) = aws_lake(work.path(), "compact");
 
     // 2,000 small bronze files, as a trickling consumer makes them.
     let events = events();
