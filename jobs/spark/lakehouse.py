@@ -18,7 +18,7 @@ later input, and within one input the later row); features per user and movie:
 avg_rating, rating_count, std_dev (sample, 0 for one rating), last_update (newest
 time); Bayesian top-N: R = mean, v = count, C = mean of R over rated movies,
 score = v/(v+m)*R + m/(v+m)*C, v >= m, score desc then movie id asc.
-Prints one JSON line of counts.
+Prints one JSON line of counts (and ratings per half-star value).
 """
 import argparse
 import json
@@ -150,8 +150,10 @@ out = plan["outputs"]
 users.coalesce(1).write.mode("overwrite").parquet(out["user_features"])
 movies.coalesce(1).write.mode("overwrite").parquet(out["movie_features"])
 top.coalesce(1).write.mode("overwrite").parquet(out["top_movies"])
+# Ratings per half-star value, for the serving database's distribution.
+histogram = {str(int(round(r["rating"] * 2))): r["count"] for r in latest.groupBy("rating").count().collect()}
 print(json.dumps({
-    "records_read": read, "ratings": kept, "users": users.count(), "movies": movies.count(),
+    "records_read": read, "ratings": kept, "histogram": histogram, "users": users.count(), "movies": movies.count(),
     "ranked": top.count(), "global_mean": C, "seconds": time.time() - started,
 }))
 spark.stop()

@@ -12,12 +12,10 @@
 //! object. (A shorter replay leaves a later object of the lost batch behind
 //! only until the batch that holds that object's first event rewrites it.)
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use movierec_lake::Lake;
-use movierec_store::{ApplyOutcome, EventSink, StoreError, StreamBatch};
+use movierec_store::{ApplyOutcome, StoreError, StreamBatch};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 /// The key of the object holding a partition's events of one date, from
 /// `first_offset` on, in one batch.
@@ -29,8 +27,6 @@ pub fn bronze_key(prefix: &str, date: &str, partition: i32, first_offset: i64) -
 pub struct BronzeSink {
     lake: Lake,
     prefix: String,
-    /// The next offsets written, for the lag in `/health`.
-    progress: Mutex<BTreeMap<i32, i64>>,
 }
 
 impl BronzeSink {
@@ -38,7 +34,6 @@ impl BronzeSink {
         Self {
             lake,
             prefix: bronze_prefix.to_string(),
-            progress: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -47,12 +42,9 @@ impl BronzeSink {
     }
 }
 
-#[async_trait]
-impl EventSink for BronzeSink {
-    async fn apply_stream_batch(
-        &self,
-        batch: StreamBatch<'_>,
-    ) -> movierec_store::Result<ApplyOutcome> {
+impl BronzeSink {
+    /// Writes a batch's objects (one half of [`crate::AwsSink`]).
+    pub async fn write(&self, batch: StreamBatch<'_>) -> movierec_store::Result<ApplyOutcome> {
         // (partition, date) -> (first offset, JSON lines), events in stream order.
         let mut objects: BTreeMap<(i32, String), (i64, Vec<u8>)> = BTreeMap::new();
         for sourced in batch.events {
@@ -74,26 +66,12 @@ impl EventSink for BronzeSink {
                 }
             });
         let written = futures_util::future::try_join_all(puts).await?;
-        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        for (partition, next) in batch.next_offsets {
-            let slot = progress.entry(*partition).or_insert(*next);
-            *slot = (*slot).max(*next);
-        }
         Ok(ApplyOutcome {
             accepted: batch.events.len(),
             superseded: 0,
             replayed: 0,
             ratings_written: written.len(),
         })
-    }
-
-    async fn stream_offsets(&self, _topic: &str) -> movierec_store::Result<Vec<(i32, i64)>> {
-        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(progress.iter().map(|(p, o)| (*p, *o)).collect())
-    }
-
-    fn stores_progress(&self) -> bool {
-        false
     }
 }
 

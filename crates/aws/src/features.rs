@@ -20,16 +20,14 @@
 
 use crate::Aws;
 use crate::error::classify;
-use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
 use futures_util::{StreamExt, TryStreamExt};
 use movierec_core::idempotent::{
     Positioned, RatingRow, RowOrigin, RowWrite, Transition, plan_idempotent, unapplied,
 };
 use movierec_core::{CurrentRating, EventTime, FeatureAccumulator, Rating};
-use movierec_store::{ApplyOutcome, EventSink, StoreError, StreamBatch};
+use movierec_store::{ApplyOutcome, StoreError, StreamBatch};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -106,7 +104,6 @@ pub struct FeatureSink {
     users: String,
     movies: String,
     ratings: String,
-    progress: Mutex<BTreeMap<i32, i64>>,
     requests: RequestCounts,
 }
 
@@ -138,7 +135,6 @@ impl Aws {
             users: tables.user_features_table.clone(),
             movies: tables.movie_features_table.clone(),
             ratings: tables.ratings_table.clone(),
-            progress: Mutex::new(BTreeMap::new()),
             requests: RequestCounts::default(),
         }
     }
@@ -500,12 +496,9 @@ fn parse_feature_item(item: &Item) -> FeatureItem {
     }
 }
 
-#[async_trait]
-impl EventSink for FeatureSink {
-    async fn apply_stream_batch(
-        &self,
-        batch: StreamBatch<'_>,
-    ) -> movierec_store::Result<ApplyOutcome> {
+impl FeatureSink {
+    /// Writes a batch's features (one half of [`crate::AwsSink`]).
+    pub async fn write(&self, batch: StreamBatch<'_>) -> movierec_store::Result<ApplyOutcome> {
         let pairs: BTreeSet<(u64, u64)> = batch
             .events
             .iter()
@@ -542,25 +535,11 @@ impl EventSink for FeatureSink {
             rows = plan.rows.len(),
             "features written to DynamoDB"
         );
-        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        for (partition, next) in batch.next_offsets {
-            let slot = progress.entry(*partition).or_insert(*next);
-            *slot = (*slot).max(*next);
-        }
         Ok(ApplyOutcome {
             accepted: plan.accepted,
             superseded: plan.superseded,
             replayed: plan.replayed,
             ratings_written: plan.rows.len(),
         })
-    }
-
-    async fn stream_offsets(&self, _topic: &str) -> movierec_store::Result<Vec<(i32, i64)>> {
-        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(progress.iter().map(|(p, o)| (*p, *o)).collect())
-    }
-
-    fn stores_progress(&self) -> bool {
-        false
     }
 }

@@ -211,13 +211,18 @@ impl GroupedAggregator {
 pub fn aggregate_records(mut records: Vec<RatingRecord>) -> Aggregates {
     use rayon::slice::ParallelSliceMut;
     records.par_sort_unstable_by_key(|r| r.user);
+    aggregate_grouped(records).expect("records sorted by user are grouped by user")
+}
+
+/// Aggregates records already grouped by user.
+pub fn aggregate_grouped(
+    records: impl IntoIterator<Item = RatingRecord>,
+) -> Result<Aggregates, NotGrouped> {
     let mut aggregator = GroupedAggregator::new();
     for record in records {
         aggregator.push(record);
     }
-    aggregator
-        .finish()
-        .expect("records sorted by user are grouped by user")
+    aggregator.finish()
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ mod csv_input;
 mod output;
 pub mod parquet_tables;
 
-pub use aggregate::{Aggregates, GroupedAggregator, NotGrouped, RatingRecord, aggregate_records};
+pub use aggregate::{
+    Aggregates, GroupedAggregator, NotGrouped, RatingRecord, aggregate_grouped, aggregate_records,
+};
 pub use csv_input::aggregate_csv;
 pub use output::write_csv_outputs;
 

@@ -343,11 +343,7 @@ pub fn latest_ratings(mut records: Vec<RatingRecord>) -> (Vec<RatingRecord>, u64
 
 /// Aggregates ratings already reduced by [`latest_ratings`].
 pub fn aggregate_latest(ratings: &[RatingRecord]) -> Aggregates {
-    let mut aggregator = crate::GroupedAggregator::new();
-    for r in ratings {
-        aggregator.push(*r);
-    }
-    aggregator.finish().expect("latest_ratings sorts by user")
+    crate::aggregate_grouped(ratings.iter().copied()).expect("latest_ratings sorts by user")
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use movierec_config::Config;
 use movierec_core::RatingEvent;
 use movierec_kafka::{ConsumerOptions, EventProducer, IngestStatus};
 use movierec_server::{AppState, DependencyProbe, RatingIntake, StorageProbe, StoreIntake};
-use movierec_store::{RatingStore, ServingDb, SqliteRatingStore};
+use movierec_store::{EventSink, RatingStore, ServingDb, SqliteRatingStore};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
@@ -125,8 +125,8 @@ impl StorageProbe for AwsProbe {
     }
 }
 
-/// aws mode has no write path into S3/DynamoDB yet: say so instead of
-/// writing somewhere else.
+/// aws mode writes S3 and DynamoDB from the Kafka consumer only: without
+/// Kafka, say so instead of writing somewhere else.
 struct KafkaRequiredIntake;
 
 #[async_trait]
@@ -149,30 +149,15 @@ impl RatingIntake for KafkaRequiredIntake {
 pub async fn serve_aws(config: &Config) -> Result<()> {
     let aws = movierec_aws::Aws::connect(&config.aws).await?;
     let serving = ServingDb::connect(&config.serving.database_url).await?;
-    let listener = bind(config).await?;
-    // Before the consumer starts: metrics recorded earlier would be lost.
-    let metrics = metrics_handle();
-    let mut streaming = None;
-    let (intake, dependencies): Wiring = if config.kafka.enabled {
-        let (started, wiring) = Streaming::start(config, Arc::new(aws_sink(config, &aws)?))?;
-        streaming = Some(started);
-        wiring
-    } else {
-        (Arc::new(KafkaRequiredIntake), Vec::new())
-    };
-    let state = AppState {
-        serving_url: serving.display_url(),
-        serving: Arc::new(serving.clone()),
-        storage: Arc::new(AwsProbe { aws }),
-        intake,
-        dependencies,
-        metrics,
-    };
-    let served = movierec_server::serve(listener, state, shutdown_signal()).await;
-    if let Some(streaming) = streaming {
-        streaming.stop().await;
-    }
-    served?;
+    let sink = || -> Result<Arc<dyn EventSink>> { Ok(Arc::new(aws_sink(config, &aws)?)) };
+    run_server(
+        config,
+        &serving,
+        Arc::new(AwsProbe { aws: aws.clone() }),
+        sink,
+        Arc::new(KafkaRequiredIntake),
+    )
+    .await?;
     serving.close().await;
     Ok(())
 }
@@ -283,29 +268,31 @@ impl Streaming {
     }
 }
 
-async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingDb) -> Result<()> {
+/// The API until a shutdown signal, with the Kafka consumer writing to the
+/// sink `sink` makes when Kafka is enabled (posted ratings then go through Kafka), else
+/// `direct` taking posted ratings.
+async fn run_server(
+    config: &Config,
+    serving: &ServingDb,
+    storage: Arc<dyn StorageProbe>,
+    sink: impl FnOnce() -> Result<Arc<dyn EventSink>>,
+    direct: Arc<dyn RatingIntake>,
+) -> Result<()> {
     let listener = bind(config).await?;
     // Before the consumer starts: metrics recorded earlier would be lost.
     let metrics = metrics_handle();
     let mut streaming = None;
     let (intake, dependencies): Wiring = if config.kafka.enabled {
-        let (started, wiring) = Streaming::start(config, Arc::new(store.clone()))?;
+        let (started, wiring) = Streaming::start(config, sink()?)?;
         streaming = Some(started);
         wiring
     } else {
-        (
-            Arc::new(StoreIntake {
-                store: Arc::new(store.clone()),
-            }),
-            Vec::new(),
-        )
+        (direct, Vec::new())
     };
     let state = AppState {
         serving_url: serving.display_url(),
         serving: Arc::new(serving.clone()),
-        storage: Arc::new(SqliteProbe {
-            store: store.clone(),
-        }),
+        storage,
         intake,
         dependencies,
         metrics,
@@ -315,9 +302,25 @@ async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingD
         streaming.stop().await;
     }
     served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingDb) -> Result<()> {
+    run_server(
+        config,
+        &serving,
+        Arc::new(SqliteProbe {
+            store: store.clone(),
+        }),
+        || Ok(Arc::new(store.clone())),
+        Arc::new(StoreIntake {
+            store: Arc::new(store.clone()),
+        }),
+    )
+    .await?;
     serving.close().await;
     store.close().await;
-    tracing::info!("stopped");
     Ok(())
 }
 

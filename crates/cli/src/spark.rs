@@ -93,14 +93,15 @@ pub async fn run(
     }
     let summary = summary?;
 
-    // Switch each dataset to Spark's files, then read back what is published.
+    // Switch each dataset to Spark's files; read back what is published
+    // (features and the top list; the ratings stay in the lake).
     let count = |name: &str| summary[name].as_u64().unwrap_or(0);
     let mut read_back = Vec::new();
-    for (prefix, rows) in [
-        (&layout.ratings, count("ratings")),
-        (&layout.user_features, count("users")),
-        (&layout.movie_features, count("movies")),
-        (&layout.top_movies, count("ranked")),
+    for (prefix, rows, publish) in [
+        (&layout.ratings, count("ratings"), false),
+        (&layout.user_features, count("users"), true),
+        (&layout.movie_features, count("movies"), true),
+        (&layout.top_movies, count("ranked"), true),
     ] {
         let files: Vec<String> = lake
             .list(&format!("{prefix}/run={run_id}/"))
@@ -115,17 +116,23 @@ pub async fn run(
                 lake.url()
             );
         }
-        let mut bytes = Vec::new();
-        for key in &files {
-            bytes.push(lake.get(key).await?.unwrap_or_default());
+        if publish {
+            let mut bytes = Vec::new();
+            for key in &files {
+                bytes.push(lake.get(key).await?.unwrap_or_default());
+            }
+            read_back.push(bytes);
         }
         lake.commit_dataset(prefix, run_id, files, rows).await?;
-        read_back.push(bytes);
     }
     let mut histogram = [0u64; 11];
-    for file in &read_back[0] {
-        for r in tables::read_ratings(file.clone(), 0)? {
-            histogram[usize::from(r.half_stars.min(10))] += 1;
+    if let Some(counts) = summary["histogram"].as_object() {
+        for (half_stars, count) in counts {
+            if let Ok(h) = half_stars.parse::<usize>()
+                && h < histogram.len()
+            {
+                histogram[h] = count.as_u64().unwrap_or(0);
+            }
         }
     }
     let features = |files: &[bytes::Bytes], key: &'static str| -> Result<_> {
@@ -136,11 +143,11 @@ pub async fn run(
         all.sort_unstable_by_key(|(id, _)| *id);
         Ok(all)
     };
-    let users = features(&read_back[1], "user_id")?;
-    let movies = features(&read_back[2], "movie_id")?;
+    let users = features(&read_back[0], "user_id")?;
+    let movies = features(&read_back[1], "movie_id")?;
     let mut top_movies = Vec::new();
     let mut global_mean = summary["global_mean"].as_f64().unwrap_or(0.0);
-    for file in &read_back[3] {
+    for file in &read_back[2] {
         let (rows, c) = tables::read_top(file.clone())?;
         top_movies.extend(rows);
         global_mean = c;
