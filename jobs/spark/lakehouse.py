@@ -8,7 +8,7 @@ lists the lake itself and follows movierec's rules (compaction manifests, the
 previous silver version):
 
     {"ratings": ["…/silver/ratings/run=R/part-00000.parquet", …],   # oldest first
-     "bronze":  ["…/bronze/user-events/date=D/p000-….json", …],     # in stream order
+     "bronze":  ["…/bronze/user-events/date=D/p000-….json", …],     # in stream order (.json or compacted .parquet)
      "outputs": {"ratings": DIR, "user_features": DIR, "movie_features": DIR, "top_movies": DIR},
      "catalogue": PARQUET or null,  # movie_id, title, genres, year
      "min_ratings": 50, "top_n": 1000, "snapshot_date": "YYYY-MM-DD"}
@@ -60,9 +60,16 @@ def normalise(path):
 
 order = spark.createDataFrame([(i, normalise(p)) for i, p in inputs], "input_index INT, input_path STRING")
 frames = []
-if plan["ratings"]:
+# Bronze compacted into Parquet has the silver ratings' schema. Read apart
+# from the silver files: their folders (run=…, date=…) are different
+# partition layouts, which one read refuses to mix.
+bronze_json = [p for p in plan["bronze"] if not p.endswith(".parquet")]
+bronze_parquet = [p for p in plan["bronze"] if p.endswith(".parquet")]
+for paths in (plan["ratings"], bronze_parquet):
+    if not paths:
+        continue
     frames.append(
-        with_position(spark.read.parquet(*plan["ratings"])).select(
+        with_position(spark.read.parquet(*paths)).select(
             F.col("user_id").cast("long"),
             F.col("movie_id").cast("long"),
             F.col("rating").cast("double"),
@@ -70,13 +77,13 @@ if plan["ratings"]:
             "input_path", "_block", "_row",
         )
     )
-if plan["bronze"]:
+if bronze_json:
     schema = StructType([
         StructField("user_id", LongType()), StructField("movie_id", LongType()),
         StructField("rating", DoubleType()), StructField("timestamp", StringType()),
     ])
     frames.append(
-        with_position(spark.read.schema(schema).option("mode", "DROPMALFORMED").json(plan["bronze"])).select(
+        with_position(spark.read.schema(schema).option("mode", "DROPMALFORMED").json(bronze_json)).select(
             "user_id", "movie_id", "rating",
             F.unix_millis(F.to_timestamp("timestamp")).alias("ts_ms"),
             "input_path", "_block", "_row",

@@ -346,6 +346,68 @@ pub fn aggregate_latest(ratings: &[RatingRecord]) -> Aggregates {
     crate::aggregate_grouped(ratings.iter().copied()).expect("latest_ratings sorts by user")
 }
 
+/// Bronze JSON lines (rating events, in stream order) as one Parquet file
+/// with the silver ratings' schema, rows in the same order. A line that is
+/// not a rating event is an error naming its file and line: compaction
+/// must not drop anything.
+pub fn bronze_json_to_parquet(inputs: &[(String, Bytes)]) -> std::result::Result<Bytes, String> {
+    let mut records = Vec::new();
+    for (key, bytes) in inputs {
+        for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let event = movierec_core::RatingEvent::from_json(line)
+                .map_err(|e| format!("{key} line {}: not a rating event: {e}", n + 1))?;
+            records.push(RatingRecord {
+                user: event.user_id,
+                movie: event.movie_id,
+                ts_ms: event.timestamp.millis(),
+                half_stars: event.rating.half_stars(),
+                seq: records.len() as u64,
+            });
+        }
+    }
+    ratings_table(&records).map_err(|e| e.to_string())
+}
+
+/// Parquet files with one schema as one file, rows in input order.
+pub fn concat_parquet(inputs: &[(String, Bytes)]) -> std::result::Result<Bytes, String> {
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut writer: Option<(Arc<Schema>, ArrowWriter<Vec<u8>>)> = None;
+    for (key, bytes) in inputs {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .map_err(|e| format!("{key}: {e}"))?;
+        let schema = reader.schema().clone();
+        let (first, w) = match &mut writer {
+            Some(open) => open,
+            None => {
+                let w = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties.clone()))
+                    .map_err(|e| e.to_string())?;
+                writer.insert((schema.clone(), w))
+            }
+        };
+        if schema != *first {
+            return Err(format!(
+                "{key} has another schema than {}: {schema} vs {first}",
+                inputs[0].0
+            ));
+        }
+        let reader = reader
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(|e| format!("{key}: {e}"))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| format!("{key}: {e}"))?;
+            w.write(&batch).map_err(|e| format!("{key}: {e}"))?;
+        }
+    }
+    let (_, w) = writer.ok_or("nothing to merge")?;
+    Ok(Bytes::from(w.into_inner().map_err(|e| e.to_string())?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +421,49 @@ mod tests {
             half_stars,
             seq,
         }
+    }
+
+    #[test]
+    fn bronze_lines_become_parquet_in_order_and_parquet_files_merge() {
+        let line = |u: u64, r: f64, t: &str| {
+            format!(r#"{{"user_id": {u}, "movie_id": 7, "rating": {r}, "timestamp": "{t}"}}"#)
+        };
+        let a = format!(
+            "{}\n{}\n",
+            line(1, 4.5, "2025-01-01T00:00:00Z"),
+            line(2, 3.0, "2025-01-01T00:00:01Z")
+        );
+        let b = line(3, 0.5, "2025-01-01T00:00:02Z"); // no final newline
+        let one =
+            bronze_json_to_parquet(&[("a.json".into(), a.into()), ("b.json".into(), b.into())])
+                .unwrap();
+        let rows = read_ratings(one.clone(), 0).unwrap();
+        let users: Vec<u64> = rows.iter().map(|r| r.user).collect();
+        assert_eq!(users, [1, 2, 3]);
+        assert_eq!(rows[2].half_stars, 1);
+        assert_eq!(rows[1].ts_ms, 1_735_689_601_000);
+
+        let merged = concat_parquet(&[("x".into(), one.clone()), ("y".into(), one)]).unwrap();
+        let users: Vec<u64> = read_ratings(merged, 0)
+            .unwrap()
+            .iter()
+            .map(|r| r.user)
+            .collect();
+        assert_eq!(users, [1, 2, 3, 1, 2, 3]);
+
+        // Nothing is dropped: a bad line or another schema is an error by name.
+        let bad = bronze_json_to_parquet(&[("d/p1.json".into(), "{\"user_id\": 1}\n".into())])
+            .unwrap_err();
+        assert!(bad.contains("d/p1.json line 1"), "{bad}");
+        let none = TopN {
+            global_mean: 0.0,
+            eligible: 0,
+            movies: Vec::new(),
+        };
+        let other = top_movies_table(&none, &HashMap::new(), 0).unwrap();
+        let ratings = ratings_table(&[rec(1, 1, 1, 1, 0)]).unwrap();
+        let error = concat_parquet(&[("r".into(), ratings), ("t".into(), other)]).unwrap_err();
+        assert!(error.contains("t has another schema than r"), "{error}");
     }
 
     #[test]

@@ -3,13 +3,32 @@ use futures_util::StreamExt;
 use movierec_batch::RatingRecord;
 use movierec_config::{Config, Engine};
 use movierec_core::{BayesianParams, Movie};
-use movierec_store::{BatchRun, PublishInput, RatingStore, ServingDb, ServingStore};
+use movierec_store::{BatchRun, BatchStage, PublishInput, RatingStore, ServingDb, ServingStore};
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Instant;
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Appends a finished stage to the run's record.
+pub(crate) fn stage(
+    run: &mut BatchRun,
+    name: &str,
+    rows: u64,
+    started: Instant,
+    detail: impl Into<String>,
+) {
+    let detail = detail.into();
+    let ms = started.elapsed().as_millis() as u64;
+    tracing::info!("stage {name}: {rows} rows in {ms} ms {detail}");
+    run.stages.push(BatchStage {
+        name: name.into(),
+        rows,
+        ms,
+        detail,
+    });
 }
 
 /// Which bronze partitions a run reads.
@@ -121,6 +140,7 @@ pub async fn run_batch(
         global_mean: 0.0,
         duration_ms: 0,
         error: None,
+        stages: Vec::new(),
     };
     let outcome = compute_and_publish(config, selection, engine, store, serving, &mut run).await;
     run.finished_at = now();
@@ -153,6 +173,14 @@ async fn read_bronze(
     let mut records = Vec::new();
     let mut bad_lines = 0u64;
     for (key, bytes) in &objects {
+        // Compacted into Parquet: rows in stream order, as the lines were.
+        if key.ends_with(".parquet") {
+            let rows = movierec_batch::parquet_tables::read_ratings(bytes.clone(), *seq)
+                .with_context(|| format!("cannot read {}/{key}", lake.url()))?;
+            *seq += rows.len() as u64;
+            records.extend(rows);
+            continue;
+        }
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             match movierec_core::RatingEvent::from_json(line) {
                 Ok(event) => {
@@ -218,6 +246,7 @@ async fn compute_and_publish(
         );
     }
     movies.extend(unknown);
+    let clock = Instant::now();
     serving
         .publish(PublishInput {
             movies: &movies,
@@ -228,6 +257,19 @@ async fn compute_and_publish(
         })
         .await
         .context("cannot publish to the serving database")?;
+    stage(
+        run,
+        "publish",
+        (movies.len() + aggregates.users.len() + top.movies.len()) as u64,
+        clock,
+        format!(
+            "{} movies, {} user features, top {} to {}",
+            movies.len(),
+            aggregates.users.len(),
+            top.movies.len(),
+            serving.display_url()
+        ),
+    );
     run.records_read = aggregates.records_read;
     run.ratings = aggregates.ratings();
     run.users = aggregates.users.len() as u64;
@@ -282,7 +324,7 @@ pub(crate) async fn store_records(
 
 /// The bronze keys of the selected dates, live (compaction rules applied).
 pub(crate) fn selected(prefix: &str, selection: &Selection, key: &str) -> bool {
-    key.ends_with(".json")
+    (key.ends_with(".json") || key.ends_with(".parquet"))
         && key
             .strip_prefix(prefix)
             .and_then(|rest| rest.strip_prefix("date="))
@@ -310,6 +352,7 @@ async fn embedded(
     let mut seq = 0u64;
     let mut records = Vec::new();
     let mut inputs = Vec::new();
+    let clock = Instant::now();
 
     // Oldest first: equal event times go to the later record.
     if *selection != Selection::All
@@ -345,14 +388,47 @@ async fn embedded(
     records.extend(bronze);
     run.source = format!("lake {}: {}", lake.url(), inputs.join(", "));
     let records_read = records.len() as u64;
+    stage(run, "read", records_read, clock, inputs.join(", "));
 
+    let clock = Instant::now();
     let (latest, superseded) = tables::latest_ratings(records);
+    stage(
+        run,
+        "latest",
+        latest.len() as u64,
+        clock,
+        format!("latest rating per (user, movie); {superseded} superseded"),
+    );
+    let clock = Instant::now();
     let mut aggregates = tables::aggregate_latest(&latest);
     aggregates.records_read = records_read;
     aggregates.superseded = superseded;
+    stage(
+        run,
+        "features",
+        (aggregates.users.len() + aggregates.movies.len()) as u64,
+        clock,
+        format!(
+            "{} users, {} movies",
+            aggregates.users.len(),
+            aggregates.movies.len()
+        ),
+    );
+    let clock = Instant::now();
     let top = aggregates.top_n(params);
+    stage(
+        run,
+        "gold",
+        top.movies.len() as u64,
+        clock,
+        format!(
+            "{} eligible (>= {} ratings), C = {:.4}",
+            top.eligible, params.min_ratings, top.global_mean
+        ),
+    );
 
     // Silver and gold: each dataset switches whole when its manifest is written.
+    let clock = Instant::now();
     let catalogue: std::collections::HashMap<u64, Movie> =
         catalogue.iter().map(|m| (m.movie_id, m.clone())).collect();
     let datasets = [
@@ -377,7 +453,11 @@ async fn embedded(
             top.movies.len(),
         ),
     ];
+    let mut written = Vec::new();
+    let mut rows_written = 0;
     for (prefix, bytes, rows) in datasets {
+        written.push(format!("{prefix} {rows}"));
+        rows_written += rows as u64;
         lake.publish_dataset(
             &prefix,
             run_id,
@@ -387,6 +467,13 @@ async fn embedded(
         .await
         .with_context(|| format!("cannot write {}/{prefix}", lake.url()))?;
     }
+    stage(
+        run,
+        "write",
+        rows_written,
+        clock,
+        format!("run={run_id}: {}", written.join(", ")),
+    );
     Ok((aggregates, top))
 }
 
@@ -403,8 +490,14 @@ pub fn print_run(run: &BatchRun) {
     );
 }
 
-pub async fn print_runs(serving: &ServingDb, limit: u64) -> Result<()> {
+pub async fn print_runs(serving: &ServingDb, limit: u64, json: bool) -> Result<()> {
     let runs = serving.batch_runs(limit).await?;
+    if json {
+        for run in &runs {
+            println!("{}", serde_json::to_string(run)?);
+        }
+        return Ok(());
+    }
     if runs.is_empty() {
         println!("no batch runs yet: run `movierec batch run`");
         return Ok(());
@@ -426,6 +519,12 @@ pub async fn print_runs(serving: &ServingDb, limit: u64) -> Result<()> {
             run.duration_ms,
             run.error.as_deref().unwrap_or(&run.source)
         );
+        for stage in &run.stages {
+            println!(
+                "    {:<13} {:>11} rows {:>9} ms  {}",
+                stage.name, stage.rows, stage.ms, stage.detail
+            );
+        }
     }
     Ok(())
 }

@@ -238,10 +238,14 @@ pub enum BatchCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// List recent batch runs.
+    /// List recent batch runs, newest first, with each run's stages
+    /// (rows and milliseconds per stage, inputs and outputs).
     Runs {
         #[arg(long, default_value_t = 20)]
         limit: u64,
+        /// One JSON object per run (every recorded field), one per line.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -259,6 +263,11 @@ pub enum LakeCommand {
         /// Leave files younger than this (s, m, h): the consumer may still rewrite them.
         #[arg(long, default_value = "10m", value_parser = parse_age)]
         min_age: u64,
+        /// What JSON-lines files become: `json` (concatenated) or `parquet`
+        /// (the silver ratings' schema, rows in stream order; the batch reads
+        /// both). Parquet files are always merged into Parquet.
+        #[arg(long, default_value = "json", value_parser = ["json", "parquet"])]
+        format: String,
     },
 }
 

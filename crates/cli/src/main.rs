@@ -2,9 +2,11 @@
 
 mod batch;
 mod cli;
+mod compact;
 mod import;
 mod ingest;
 mod progress;
+mod schedule;
 mod serve;
 mod spark;
 
@@ -164,34 +166,18 @@ async fn run(cli: Cli) -> Result<()> {
                     prefix,
                     target_size,
                     min_age,
+                    format,
                 },
         } => {
             let config = load_config(&cli)?.config;
-            let lake = movierec_lake::Lake::open(&config.lake_root(), &config.aws)?;
-            let prefix = prefix.clone().unwrap_or_else(|| config.aws.s3.bronze_prefix.clone());
-            let clock = std::time::Instant::now();
-            let report = lake
-                .compact(
-                    &prefix,
-                    movierec_lake::CompactOptions {
-                        target_size: *target_size,
-                        min_age_ms: *min_age as i64,
-                        now_ms: chrono::Utc::now().timestamp_millis(),
-                    },
-                )
-                .await
-                .with_context(|| format!("cannot compact {}/{prefix}", lake.url()))?;
-            let seconds = clock.elapsed().as_secs_f64();
-            println!(
-                "compacted {}/{prefix}: {} partitions, {} files -> {}, {:.1} MB merged in {seconds:.2}s ({:.1} MB/s)",
-                lake.url(),
-                report.partitions,
-                report.files_before,
-                report.files_after,
-                report.bytes as f64 / 1e6,
-                report.bytes as f64 / 1e6 / seconds.max(1e-9)
-            );
-            Ok(())
+            compact::run(
+                &config,
+                prefix.as_deref(),
+                *target_size,
+                *min_age,
+                format == "parquet",
+            )
+            .await
         }
         Command::Batch { command } => match command {
             BatchCommand::Run {
@@ -242,11 +228,11 @@ async fn run(cli: Cli) -> Result<()> {
                 let (ratings, out) = (ratings.clone(), out.clone());
                 tokio::task::spawn_blocking(move || batch::run_csv(&ratings, params, &out)).await?
             }
-            BatchCommand::Runs { limit } => {
+            BatchCommand::Runs { limit, json } => {
                 let config = load_config(&cli)?.config;
                 let serving =
                     movierec_store::ServingDb::connect(&config.serving.database_url).await?;
-                batch::print_runs(&serving, *limit).await
+                batch::print_runs(&serving, *limit, *json).await
             }
         },
         Command::Produce {

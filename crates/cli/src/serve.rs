@@ -156,6 +156,7 @@ pub async fn serve_aws(config: &Config) -> Result<()> {
         Arc::new(AwsProbe { aws: aws.clone() }),
         sink,
         Arc::new(KafkaRequiredIntake),
+        None,
     )
     .await?;
     serving.close().await;
@@ -277,7 +278,11 @@ async fn run_server(
     storage: Arc<dyn StorageProbe>,
     sink: impl FnOnce() -> Result<Arc<dyn EventSink>>,
     direct: Arc<dyn RatingIntake>,
+    batch_store: Option<Arc<dyn RatingStore>>,
 ) -> Result<()> {
+    if let Some(expression) = &config.batch.schedule {
+        crate::schedule::parse(expression)?;
+    }
     let listener = bind(config).await?;
     // Before the consumer starts: metrics recorded earlier would be lost.
     let metrics = metrics_handle();
@@ -297,7 +302,11 @@ async fn run_server(
         dependencies,
         metrics,
     };
+    let scheduler = crate::schedule::start(config, batch_store, serving)?;
     let served = movierec_server::serve(listener, state, shutdown_signal()).await;
+    if let Some(scheduler) = scheduler {
+        scheduler.abort();
+    }
     if let Some(streaming) = streaming {
         streaming.stop().await;
     }
@@ -317,6 +326,7 @@ async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingD
         Arc::new(StoreIntake {
             store: Arc::new(store.clone()),
         }),
+        Some(Arc::new(store.clone())),
     )
     .await?;
     serving.close().await;

@@ -194,6 +194,53 @@ fn up_starts_on_sample_data_and_stops_cleanly() {
 }
 
 #[test]
+fn up_runs_the_batch_on_its_cron_schedule() {
+    let work = workdir();
+    let _server = start(
+        work.path(),
+        &["up"],
+        &[("MOVIEREC_BATCH__SCHEDULE", "*/2 * * * * *".into())],
+    );
+    // One run at start, then one every 2 seconds, never overlapping.
+    let runs = || -> Vec<serde_json::Value> {
+        let out = run_ok(movierec(work.path()).args(["batch", "runs", "--json"]));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while runs().len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled runs after 60 s: {:?}",
+            runs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let runs = runs();
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{runs:?}");
+    for pair in runs.windows(2) {
+        // Newest first: each run started after the one before it finished.
+        assert!(
+            pair[0]["started_at"].as_str() >= pair[1]["finished_at"].as_str(),
+            "{pair:?}"
+        );
+    }
+
+    // A bad expression is refused at start, by name.
+    let output = movierec(work.path())
+        .arg("serve")
+        .env("MOVIEREC_BATCH__SCHEDULE", "daily at two")
+        .env("MOVIEREC_SERVING__PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("batch.schedule \"daily at two\""), "{error}");
+}
+
+#[test]
 fn posted_ratings_are_validated_and_stored_without_kafka() {
     let work = prepared();
     let server = start(work.path(), &["serve"], &[]);

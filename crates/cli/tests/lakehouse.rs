@@ -216,6 +216,50 @@ fn a_local_lake_batch_writes_silver_and_gold_and_is_idempotent_and_incremental()
     let serving = work.path().join("serving.db");
     assert_same_top(&published_top(&serving), &reference(&events));
 
+    // The run is recorded stage by stage.
+    let runs = run_ok(
+        movierec(work.path())
+            .arg("--config")
+            .arg(&config)
+            .args(["batch", "runs", "--json"]),
+    );
+    let runs: Vec<serde_json::Value> = String::from_utf8_lossy(&runs.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let stages: Vec<(&str, u64)> = runs[0]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["rows"].as_u64().unwrap()))
+        .collect();
+    let names: Vec<&str> = stages.iter().map(|s| s.0).collect();
+    assert_eq!(
+        names,
+        ["read", "latest", "features", "gold", "write", "publish"]
+    );
+    assert_eq!(stages[0].1, events.len() as u64, "events read");
+    assert_eq!(stages[1].1, first.ratings.len() as u64, "latest ratings");
+    assert_eq!(
+        stages[2].1,
+        (first.users.len() + first.movies.len()) as u64,
+        "feature rows"
+    );
+    assert_eq!(runs[0]["engine"], "embedded");
+    assert_eq!(runs[0]["status"], "succeeded");
+    let table = run_ok(
+        movierec(work.path())
+            .arg("--config")
+            .arg(&config)
+            .args(["batch", "runs"]),
+    );
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("features") && table.contains("rows") && table.contains("bronze all dates"),
+        "{table}"
+    );
+
     // Again: the same datasets (a new version of each), no duplicated rows.
     batch(work.path(), &config, &["--all"]);
     let (second, second_run) = silver(&lake);
@@ -292,18 +336,58 @@ fn aws_env(command: &mut std::process::Command) -> &mut std::process::Command {
 }
 
 #[test]
-fn in_aws_mode_the_batch_reads_and_writes_the_s3_lake() {
+fn in_aws_mode_both_engines_read_and_write_the_s3_lake_alike() {
     let work = workdir();
-    let (config, lake) = aws_lake(work.path(), "lakehouse");
     let events = events();
-    write_bronze(&lake, &events);
-    let printed = batch(work.path(), &config, &[]);
-    assert!(printed.contains("batch succeeded"), "{printed}");
-    let (state, _) = silver(&lake);
-    assert_recomputed(&state, &expected(events.clone()));
-    assert_same_top(
-        &published_top(&work.path().join("serving.db")),
-        &reference(&events),
+    let mut lakes = Vec::new();
+    for engine in ["embedded", "spark"] {
+        let dir = work.path().join(engine);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (config, lake) = aws_lake(&dir, &format!("lake-{engine}"));
+        write_bronze(&lake, &events);
+        let printed = batch(&dir, &config, &["--engine", engine]);
+        assert!(printed.contains("batch succeeded"), "{engine}: {printed}");
+        let (state, _) = silver(&lake);
+        assert_recomputed(&state, &expected(events.clone()));
+        assert_same_top(&published_top(&dir.join("serving.db")), &reference(&events));
+        if engine == "spark" {
+            let runs = run_ok(
+                movierec(&dir)
+                    .arg("--config")
+                    .arg(&config)
+                    .args(["batch", "runs", "--json"]),
+            );
+            let run: serde_json::Value = serde_json::from_str(
+                String::from_utf8_lossy(&runs.stdout)
+                    .lines()
+                    .next()
+                    .unwrap(),
+            )
+            .unwrap();
+            let names: Vec<&str> = run["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(names, ["plan", "spark-submit", "commit", "publish"]);
+            let plan = run["stages"][0]["detail"].as_str().unwrap();
+            assert!(plan.contains("staged"), "{plan}");
+        }
+        lakes.push(lake);
+    }
+    // Local Spark has no S3A connector: it went through a staged local copy,
+    // and the datasets it wrote are in the bucket.
+    assert_same_outputs(&lakes[0], &lakes[1]);
+    let keys: Vec<String> = runtime()
+        .block_on(lakes[1].list("silver/user-features/"))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert!(
+        keys.iter().any(|k| k.ends_with(".parquet")) && keys.iter().all(|k| !k.contains("staging")),
+        "{keys:?}"
     );
 }
 
@@ -483,4 +567,85 @@ fn embedded_and_spark_engines_write_the_same_silver_and_gold() {
     }
     assert_same_outputs(&lakes[0], &lakes[1]);
     assert!(gold(&lakes[0]).len() == 50, "top_n 50 on ml-latest-small");
+}
+
+/// Writes events as many small files (50 events each, per date), as a
+/// trickling consumer makes them.
+fn write_small_files(lake: &Lake, events: &[RatingEvent]) -> usize {
+    let mut by_date: BTreeMap<String, Vec<&RatingEvent>> = BTreeMap::new();
+    for e in events {
+        by_date.entry(e.timestamp.date()).or_default().push(e);
+    }
+    let mut files = 0;
+    runtime().block_on(async {
+        for (date, events) in &by_date {
+            for (i, chunk) in events.chunks(50).enumerate() {
+                let body: String = chunk.iter().map(|e| e.to_json() + "\n").collect();
+                let key = format!("bronze/user-events/date={date}/p000-{i:020}.json");
+                lake.put(&key, body.into()).await.unwrap();
+                files += 1;
+            }
+        }
+    });
+    files
+}
+
+fn live_keys(lake: &Lake) -> Vec<String> {
+    runtime()
+        .block_on(lake.live_files("bronze/user-events/"))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect()
+}
+
+#[test]
+fn bronze_compacted_into_parquet_and_merged_again_gives_the_same_batch_on_both_engines() {
+    let work = workdir();
+    let events = events();
+    let mut lakes = Vec::new();
+    for engine in ["embedded", "spark"] {
+        let root = work.path().join(format!("lake-{engine}"));
+        let lake = Lake::open(root.to_str().unwrap(), &AwsConfig::default()).unwrap();
+        let files = write_small_files(&lake, &events);
+        let config = write_config(work.path(), engine, root.to_str().unwrap(), "");
+        let compact = |args: &[&str]| {
+            let output = run_ok(
+                movierec(work.path())
+                    .arg("--config")
+                    .arg(&config)
+                    .args(["lake", "compact", "--min-age", "0s"])
+                    .args(args),
+            );
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        };
+        // JSON lines into Parquet, in groups of about 16 KiB of JSON.
+        let printed = compact(&["--format", "parquet", "--target-size", "16KiB"]);
+        let keys = live_keys(&lake);
+        assert!(
+            keys.iter().all(|k| k.ends_with(".parquet")) && keys.len() < files,
+            "{printed}\n{keys:?}"
+        );
+        let dates = keys
+            .iter()
+            .map(|k| k.split('/').nth(2).unwrap())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        assert!(
+            keys.len() > dates,
+            "several Parquet files per date: {keys:?}"
+        );
+        // Parquet into Parquet: one file per date.
+        let printed = compact(&["--target-size", "1MiB"]);
+        let keys = live_keys(&lake);
+        assert_eq!(keys.len(), dates, "{printed}\n{keys:?}");
+        assert!(keys.iter().all(|k| k.ends_with(".parquet")), "{keys:?}");
+
+        let printed = batch(work.path(), &config, &["--engine", engine]);
+        assert!(printed.contains("batch succeeded"), "{engine}: {printed}");
+        // Every event is there once: silver = a recomputation from the events.
+        assert_recomputed(&silver(&lake).0, &expected(events.clone()));
+        lakes.push(lake);
+    }
+    assert_same_outputs(&lakes[0], &lakes[1]);
 }

@@ -230,6 +230,8 @@ pub struct BatchConfig {
     /// m of the Bayesian weighted rating, and the minimum count to be ranked.
     pub min_ratings: u64,
     pub top_n: usize,
+    /// Cron expression (UTC): `up` and `serve` run the batch at these times.
+    pub schedule: Option<String>,
     pub spark: SparkConfig,
 }
 
@@ -239,6 +241,7 @@ impl Default for BatchConfig {
             engine: Engine::Embedded,
             min_ratings: 50,
             top_n: 1000,
+            schedule: None,
             spark: SparkConfig::default(),
         }
     }
@@ -257,6 +260,36 @@ pub struct SparkConfig {
     /// `--conf` pairs, e.g. spark.driver.memory: 4g.
     #[serde(deserialize_with = "scalar_map")]
     pub conf: BTreeMap<String, String>,
+    /// How the job reaches an `s3://` lake; a local lake is always read in place.
+    pub lake_access: LakeAccess,
+}
+
+/// How Spark reaches an `s3://` lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LakeAccess {
+    /// `staged` with a `local[...]` master, `direct` with any other.
+    #[default]
+    Auto,
+    /// Spark reads and writes `s3a://` URLs itself: needs Hadoop's S3A
+    /// connector (hadoop-aws and the AWS SDK bundle) on its classpath, as on
+    /// EMR, or through `spark.jars.packages`. PyPI's pyspark has neither.
+    Direct,
+    /// movierec copies the job's inputs from S3 to a local folder and its
+    /// outputs back, so a plain local Spark works on an S3 lake.
+    Staged,
+}
+
+impl SparkConfig {
+    /// Whether the job should go through a local copy of an S3 lake.
+    pub fn staged(&self, lake_root: &str) -> bool {
+        lake_root.starts_with("s3://")
+            && match self.lake_access {
+                LakeAccess::Staged => true,
+                LakeAccess::Direct => false,
+                LakeAccess::Auto => self.master.starts_with("local"),
+            }
+    }
 }
 
 impl Default for SparkConfig {
@@ -266,6 +299,7 @@ impl Default for SparkConfig {
             master: "local[*]".into(),
             job: "jobs/spark/lakehouse.py".into(),
             conf: BTreeMap::new(),
+            lake_access: LakeAccess::Auto,
         }
     }
 }

@@ -1,11 +1,13 @@
-//! Small-file compaction of a partitioned JSON-lines layer (the bronze layer:
-//! one object per consumer batch, partition and date), the job S3DistCp's
-//! `--groupBy --targetSize` does in the seed, with the safety it lacks.
+//! Small-file compaction of a partitioned layer (the bronze layer: one
+//! JSON-lines object per consumer batch, partition and date), the job
+//! S3DistCp's `--groupBy --targetSize` does in the seed, with the safety it
+//! lacks, and for Parquet too (S3DistCp can only concatenate bytes).
 //!
 //! Per partition folder (`…/date=D/`), files older than `min_age` are packed,
-//! in key order, into groups of about `target_size` bytes; each group becomes
-//! one object `c-<ID>.json` (ID: a hash of the group's keys, so a rerun of a
-//! crashed compaction rewrites the same object). The switch is a small
+//! in key order and by file type, into groups of about `target_size` bytes;
+//! a [`Merger`] turns each group into one object `c-<ID>.<ext>` (ID: a hash
+//! of the group's keys, so a rerun of a crashed compaction rewrites the same
+//! object; ext: what the merger writes, e.g. JSON lines into Parquet). The switch is a small
 //! manifest `_compacted/<ID>.json` naming the output and its inputs, written
 //! after the output and before any input is deleted. The live files
 //! ([`Lake::live_files`]): an output counts only once its manifest exists, and
@@ -37,6 +39,47 @@ pub struct CompactOptions {
     pub min_age_ms: i64,
     /// Now, in epoch milliseconds (a parameter, so tests can age files).
     pub now_ms: i64,
+}
+
+/// Turns a group of same-type files into one file, rows in input order.
+pub trait Merger: Send + Sync {
+    /// The extension of the merged file for inputs with extension `ext`
+    /// (`json`, `parquet`), or `None` to leave such files alone.
+    fn output(&self, ext: &str) -> Option<&'static str>;
+    /// The merged file. An input it cannot read is an error naming the key:
+    /// a compaction never drops rows.
+    fn merge(&self, ext: &str, inputs: &[(String, Bytes)]) -> std::result::Result<Bytes, String>;
+}
+
+/// JSON lines into JSON lines by concatenation (a missing final newline is
+/// added); other files are left alone.
+pub struct JsonLines;
+
+impl Merger for JsonLines {
+    fn output(&self, ext: &str) -> Option<&'static str> {
+        (ext == "json").then_some("json")
+    }
+
+    fn merge(&self, _ext: &str, inputs: &[(String, Bytes)]) -> std::result::Result<Bytes, String> {
+        Ok(concat_lines(inputs))
+    }
+}
+
+/// The inputs' lines, one after the other.
+pub fn concat_lines(inputs: &[(String, Bytes)]) -> Bytes {
+    let mut merged = Vec::with_capacity(inputs.iter().map(|(_, b)| b.len() + 1).sum());
+    for (_, bytes) in inputs {
+        merged.extend_from_slice(bytes);
+        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+            merged.push(b'\n');
+        }
+    }
+    Bytes::from(merged)
+}
+
+fn extension(key: &str) -> &str {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    name.rsplit_once('.').map_or("", |(_, ext)| ext)
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -162,8 +205,18 @@ impl Lake {
         })
     }
 
-    /// Compacts every partition under `prefix`.
+    /// Compacts the JSON-lines files of every partition under `prefix`.
     pub async fn compact(&self, prefix: &str, options: CompactOptions) -> Result<CompactReport> {
+        self.compact_with(prefix, options, &JsonLines).await
+    }
+
+    /// Compacts every partition under `prefix`, each file type as `merger` says.
+    pub async fn compact_with(
+        &self,
+        prefix: &str,
+        options: CompactOptions,
+        merger: &dyn Merger,
+    ) -> Result<CompactReport> {
         // Finish what a crashed compaction left: inputs named by a manifest
         // but not yet deleted.
         let manifests = self.manifests(prefix).await?;
@@ -188,53 +241,68 @@ impl Lake {
                 .into_iter()
                 .partition(|e| options.now_ms - e.modified_ms >= options.min_age_ms);
             report.files_after += young.len();
-            // Files already near the target stay as they are.
-            let (big, small): (Vec<Entry>, Vec<Entry>) = old
-                .into_iter()
-                .partition(|e| e.size >= options.target_size / 2);
-            report.files_after += big.len();
-            let mut groups: Vec<Vec<Entry>> = Vec::new();
-            let mut size = 0;
+            // Files already near the target, and types the merger leaves
+            // alone, stay as they are.
+            let (kept, small): (Vec<Entry>, Vec<Entry>) = old.into_iter().partition(|e| {
+                e.size >= options.target_size / 2 || merger.output(extension(&e.key)).is_none()
+            });
+            report.files_after += kept.len();
+            let mut by_type: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
             for entry in small {
-                if groups.is_empty() || size + entry.size > options.target_size {
-                    groups.push(Vec::new());
-                    size = 0;
-                }
-                size += entry.size;
-                groups.last_mut().expect("pushed above").push(entry);
+                by_type
+                    .entry(extension(&entry.key).to_string())
+                    .or_default()
+                    .push(entry);
             }
-            for group in groups {
-                if group.len() == 1 {
-                    report.files_after += 1;
-                    continue;
-                }
-                let inputs: Vec<String> = group.iter().map(|e| e.key.clone()).collect();
-                let id = group_id(&inputs);
-                let output = format!("{folder}/c-{id}.json");
-                let mut merged = Vec::with_capacity(group.iter().map(|e| e.size as usize).sum());
-                for key in &inputs {
-                    let bytes = self.get(key).await?.unwrap_or_default();
-                    merged.extend_from_slice(&bytes);
-                    if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-                        merged.push(b'\n');
+            for (ext, small) in by_type {
+                let out_ext = merger.output(&ext).expect("filtered above");
+                let mut groups: Vec<Vec<Entry>> = Vec::new();
+                let mut size = 0;
+                for entry in small {
+                    if groups.is_empty() || size + entry.size > options.target_size {
+                        groups.push(Vec::new());
+                        size = 0;
                     }
+                    size += entry.size;
+                    groups.last_mut().expect("pushed above").push(entry);
                 }
-                report.bytes += merged.len() as u64;
-                self.put(&output, Bytes::from(merged)).await?;
-                let manifest = CompactionManifest {
-                    output: output.clone(),
-                    inputs: inputs.clone(),
-                };
-                self.put(
-                    &format!("{folder}/{COMPACTED}/{id}.json"),
-                    Bytes::from(serde_json::to_vec(&manifest).expect("a manifest serializes")),
-                )
-                .await?;
-                for input in &inputs {
-                    self.delete(input).await?;
+                for group in groups {
+                    // One file of the wanted type already: nothing to gain.
+                    if group.len() == 1 && out_ext == ext {
+                        report.files_after += 1;
+                        continue;
+                    }
+                    let keys: Vec<String> = group.iter().map(|e| e.key.clone()).collect();
+                    let id = group_id(&keys);
+                    let output = format!("{folder}/c-{id}.{out_ext}");
+                    let mut inputs = Vec::with_capacity(keys.len());
+                    for key in &keys {
+                        inputs.push((key.clone(), self.get(key).await?.unwrap_or_default()));
+                    }
+                    let merged = merger.merge(&ext, &inputs).map_err(|reason| {
+                        crate::LakeError::Corrupt {
+                            url: self.url().to_string(),
+                            key: folder.clone(),
+                            reason: format!("cannot compact: {reason}"),
+                        }
+                    })?;
+                    report.bytes += inputs.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+                    self.put(&output, merged).await?;
+                    let manifest = CompactionManifest {
+                        output: output.clone(),
+                        inputs: keys.clone(),
+                    };
+                    self.put(
+                        &format!("{folder}/{COMPACTED}/{id}.json"),
+                        Bytes::from(serde_json::to_vec(&manifest).expect("a manifest serializes")),
+                    )
+                    .await?;
+                    for input in &keys {
+                        self.delete(input).await?;
+                    }
+                    report.files_after += 1;
+                    report.outputs.push(output);
                 }
-                report.files_after += 1;
-                report.outputs.push(output);
             }
         }
         Ok(report)

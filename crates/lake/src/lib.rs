@@ -8,7 +8,9 @@
 mod compact;
 mod dataset;
 
-pub use compact::{COMPACTED, CompactOptions, CompactReport, CompactionManifest};
+pub use compact::{
+    COMPACTED, CompactOptions, CompactReport, CompactionManifest, JsonLines, Merger, concat_lines,
+};
 pub use dataset::{MANIFEST, Manifest};
 
 use bytes::Bytes;

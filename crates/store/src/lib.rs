@@ -14,7 +14,8 @@ mod serving;
 pub use dialect::Dialect;
 pub use rating_store::SqliteRatingStore;
 pub use serving::{
-    BatchRun, MovieFilter, MovieRow, MovieSort, Page, PublishInput, ServingDb, Stats, TopRow,
+    BatchRun, BatchStage, MovieFilter, MovieRow, MovieSort, Page, PublishInput, ServingDb, Stats,
+    TopRow,
 };
 
 use async_trait::async_trait;

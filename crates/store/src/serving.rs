@@ -137,6 +137,20 @@ pub struct BatchRun {
     pub global_mean: f64,
     pub duration_ms: u64,
     pub error: Option<String>,
+    /// What each stage read or wrote, and how long it took, in order.
+    pub stages: Vec<BatchStage>,
+}
+
+/// One stage of a batch run: `read`, `latest`, `features`, `gold`,
+/// `write`, `spark-submit`, `publish`, …
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct BatchStage {
+    pub name: String,
+    /// Rows the stage produced (or read, for `read`).
+    pub rows: u64,
+    pub ms: u64,
+    /// Inputs, outputs or anything else worth keeping, for people.
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -233,6 +247,12 @@ fn batch_run(row: &AnyRow) -> std::result::Result<BatchRun, sqlx::Error> {
         global_mean: row.try_get("global_mean")?,
         duration_ms: row.try_get::<i64, _>("duration_ms")? as u64,
         error: row.try_get("error")?,
+        // A run recorded before stages were kept has none; an unreadable
+        // record is shown as none rather than hiding the run.
+        stages: row
+            .try_get::<Option<String>, _>("stages")?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -298,18 +318,33 @@ impl ServingDb {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let sql = match self.dialect {
-            Dialect::Sqlite => include_str!("../migrations/serving-sqlite/0001_serving.sql"),
-            Dialect::MySql => include_str!("../migrations/serving-mysql/0001_serving.sql"),
-            Dialect::Postgres => include_str!("../migrations/serving-postgres/0001_serving.sql"),
+        let [tables, stages] = match self.dialect {
+            Dialect::Sqlite => [
+                include_str!("../migrations/serving-sqlite/0001_serving.sql"),
+                include_str!("../migrations/serving-sqlite/0002_batch_stages.sql"),
+            ],
+            Dialect::MySql => [
+                include_str!("../migrations/serving-mysql/0001_serving.sql"),
+                include_str!("../migrations/serving-mysql/0002_batch_stages.sql"),
+            ],
+            Dialect::Postgres => [
+                include_str!("../migrations/serving-postgres/0001_serving.sql"),
+                include_str!("../migrations/serving-postgres/0002_batch_stages.sql"),
+            ],
         };
-        let mut migrator = Migrator::with_migrations(vec![Migration::new(
-            1,
-            "serving tables".into(),
-            MigrationType::Simple,
-            sql.into_sql_str(),
-            false,
-        )]);
+        let migration = |version, name: &str, sql: &'static str| {
+            Migration::new(
+                version,
+                name.to_owned().into(),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        };
+        let mut migrator = Migrator::with_migrations(vec![
+            migration(1, "serving tables", tables),
+            migration(2, "batch run stages", stages),
+        ]);
         migrator.dangerous_set_table_name("_movierec_serving_migrations");
         migrator
             .run(&self.pool)
@@ -470,8 +505,8 @@ impl ServingDb {
     pub async fn record_run(&self, run: &BatchRun) -> Result<()> {
         sqlx::query(self.sql(
             "INSERT INTO app_batchrun (started_at, finished_at, engine, source, status, records_read, \
-             ratings, users, movies, ranked, global_mean, duration_ms, error) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             ratings, users, movies, ranked, global_mean, duration_ms, error, stages) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(run.started_at.clone())
         .bind(run.finished_at.clone())
@@ -486,6 +521,7 @@ impl ServingDb {
         .bind(run.global_mean)
         .bind(i(run.duration_ms))
         .bind(run.error.clone())
+        .bind(serde_json::to_string(&run.stages).expect("stages serialize"))
         .execute(&self.pool)
         .await
         .context(|| "cannot record the batch run".into())?;

@@ -6,7 +6,7 @@ use movierec_core::{
     BayesianParams, EventTime, FeatureAccumulator, Movie, MovieCounts, Rating, bayesian_top_n,
 };
 use movierec_store::{
-    BatchRun, MovieFilter, MovieSort, Page, PublishInput, ServingDb, ServingStore,
+    BatchRun, BatchStage, MovieFilter, MovieSort, Page, PublishInput, ServingDb, ServingStore,
 };
 use sqlx::Connection;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -319,6 +319,20 @@ async fn exercise(db: ServingDb) {
         global_mean: top.global_mean,
         duration_ms: 1000,
         error: None,
+        stages: vec![
+            BatchStage {
+                name: "read".into(),
+                rows: 8,
+                ms: 12,
+                detail: "bronze date=2026-11-21 (8 events in 1 objects)".into(),
+            },
+            BatchStage {
+                name: "publish".into(),
+                rows: 7,
+                ms: 30,
+                detail: String::new(),
+            },
+        ],
     };
     db.record_run(&run).await.unwrap();
     db.record_run(&BatchRun {
