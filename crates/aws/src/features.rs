@@ -17,6 +17,14 @@
 //! item), and only then the rating rows. Why that order makes a replay
 //! harmless is argued in the core module. No DynamoDB transactions: they cap
 //! at 100 items, cost double, and moto copies every table per transaction.
+//!
+//! The lakehouse batch adds its own view beside the stream's: a `batch` map
+//! (the features recomputed from the lake, its snapshot date and run). It
+//! never touches the stream's fields: the stream's state is exact, and
+//! overwriting it from a lake snapshot would drop events that arrived after
+//! the snapshot and break the watermarks. The stream's writes carry the map
+//! over, and the batch's update bumps `version` so a stream write planned on
+//! an older read loses its condition and re-reads.
 
 use crate::Aws;
 use crate::error::classify;
@@ -62,6 +70,8 @@ struct FeatureItem {
     accumulator: FeatureAccumulator,
     applied: BTreeMap<String, i64>,
     version: Option<u64>,
+    /// The lakehouse batch's view, carried over unchanged.
+    batch: Option<AttributeValue>,
 }
 
 /// DynamoDB requests made, by operation: what on-demand billing charges for.
@@ -70,6 +80,7 @@ pub struct RequestCounts {
     pub batch_get_item: AtomicU64,
     pub get_item: AtomicU64,
     pub put_item: AtomicU64,
+    pub update_item: AtomicU64,
     /// Conditional puts refused because another writer got there first.
     pub put_item_conflicts: AtomicU64,
     pub batch_write_item: AtomicU64,
@@ -140,7 +151,96 @@ impl Aws {
     }
 }
 
+/// What a batch refresh did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchRefresh {
+    pub items: u64,
+    /// Items whose stream count differs from the lake's (events after the
+    /// snapshot, or drift worth a look).
+    pub differing: u64,
+    /// Items the lake has and the stream never wrote (e.g. a table made again).
+    pub stream_missing: u64,
+}
+
 impl FeatureSink {
+    /// Sets the `batch` map of every user and movie item to the lakehouse
+    /// batch's features (one UpdateItem each, CONCURRENCY in flight),
+    /// leaving the stream's fields alone; counts where the two views differ.
+    pub async fn refresh_batch_features(
+        &self,
+        users: &[(u64, FeatureAccumulator)],
+        movies: &[(u64, FeatureAccumulator)],
+        snapshot_date: &str,
+        run_id: &str,
+    ) -> Result<BatchRefresh, StoreError> {
+        // Owned items: a stream of borrowing closures is not provably Send.
+        let work: Vec<(FeatureKind, u64, FeatureAccumulator)> = users
+            .iter()
+            .map(|&(id, acc)| (FeatureKind::User, id, acc))
+            .chain(
+                movies
+                    .iter()
+                    .map(|&(id, acc)| (FeatureKind::Movie, id, acc)),
+            )
+            .collect();
+        let results: Vec<(bool, bool)> = futures_util::stream::iter(work)
+            .map(|(kind, id, acc)| self.refresh_item(kind, id, acc, snapshot_date, run_id))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(BatchRefresh {
+            items: results.len() as u64,
+            differing: results.iter().filter(|r| r.0).count() as u64,
+            stream_missing: results.iter().filter(|r| r.1).count() as u64,
+        })
+    }
+
+    /// Returns (the stream's count differs, the stream never wrote the item).
+    async fn refresh_item(
+        &self,
+        kind: FeatureKind,
+        id: u64,
+        acc: FeatureAccumulator,
+        snapshot_date: &str,
+        run_id: &str,
+    ) -> Result<(bool, bool), StoreError> {
+        let table = self.table(kind);
+        let features = acc.features();
+        let batch = AttributeValue::M(HashMap::from([
+            ("rating_count".into(), n(features.rating_count)),
+            ("avg_rating".into(), n(features.avg_rating)),
+            ("std_dev".into(), n(features.std_dev)),
+            (
+                "last_update".into(),
+                AttributeValue::S(features.last_update.to_iso8601()),
+            ),
+            (
+                "snapshot_date".into(),
+                AttributeValue::S(snapshot_date.into()),
+            ),
+            ("run_id".into(), AttributeValue::S(run_id.into())),
+        ]));
+        RequestCounts::bump(&self.requests.update_item);
+        let out = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key(kind.key(), n(id))
+            .update_expression("SET #batch = :batch ADD #version :one")
+            .expression_attribute_names("#batch", "batch")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":batch", batch)
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| sink_error(classify(e, &self.endpoint, "dynamodb:UpdateItem", table)))?;
+        let stream_count = out
+            .attributes()
+            .and_then(|item| number::<u64>(item, "rating_count"));
+        Ok((stream_count != Some(acc.count), stream_count.is_none()))
+    }
+
     /// The requests made so far.
     pub fn requests(&self) -> &RequestCounts {
         &self.requests
@@ -294,7 +394,7 @@ impl FeatureSink {
             }
             let version = item.version.map_or(1, |v| v + 1);
             let features = accumulator.features();
-            let new_item = Item::from([
+            let mut new_item = Item::from([
                 (kind.key().to_string(), n(id)),
                 ("rating_count".into(), n(features.rating_count)),
                 ("avg_rating".into(), n(features.avg_rating)),
@@ -312,6 +412,9 @@ impl FeatureSink {
                 ),
                 ("version".into(), n(version)),
             ]);
+            if let Some(batch) = &item.batch {
+                new_item.insert("batch".into(), batch.clone());
+            }
             let mut put = self
                 .client
                 .put_item()
@@ -493,6 +596,7 @@ fn parse_feature_item(item: &Item) -> FeatureItem {
         accumulator,
         applied,
         version: number(item, "version"),
+        batch: item.get("batch").cloned(),
     }
 }
 

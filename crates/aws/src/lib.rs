@@ -18,7 +18,7 @@ mod sink;
 
 pub use bronze::{BronzeSink, bronze_key};
 pub use error::AwsError;
-pub use features::FeatureSink;
+pub use features::{BatchRefresh, FeatureSink};
 pub use provision::{Step, StepOutcome};
 pub use sink::AwsSink;
 

@@ -58,7 +58,8 @@ pub fn read_batches(bytes: Bytes) -> Result<Vec<RecordBatch>> {
     Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
 }
 
-/// `silver/ratings/`: the latest rating of every (user, movie).
+/// `silver/ratings/`: the latest rating of every (user, movie). Written a
+/// million rows at a time, so the Arrow copy never holds all of them.
 pub fn ratings_table(ratings: &[RatingRecord]) -> Result<Bytes> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("user_id", DataType::Int64, false),
@@ -66,25 +67,31 @@ pub fn ratings_table(ratings: &[RatingRecord]) -> Result<Bytes> {
         Field::new("rating", DataType::Float64, false),
         Field::new("timestamp", utc_millis(), false),
     ]));
-    let mut users = Int64Builder::with_capacity(ratings.len());
-    let mut movies = Int64Builder::with_capacity(ratings.len());
-    let mut values = Float64Builder::with_capacity(ratings.len());
-    let mut times = TimestampMillisecondBuilder::with_capacity(ratings.len()).with_timezone("UTC");
-    for r in ratings {
-        users.append_value(r.user as i64);
-        movies.append_value(r.movie as i64);
-        values.append_value(f64::from(r.half_stars) / 2.0);
-        times.append_value(r.ts_ms);
-    }
-    write(
-        schema,
-        vec![
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties))?;
+    for chunk in ratings.chunks(1 << 20) {
+        let mut users = Int64Builder::with_capacity(chunk.len());
+        let mut movies = Int64Builder::with_capacity(chunk.len());
+        let mut values = Float64Builder::with_capacity(chunk.len());
+        let mut times =
+            TimestampMillisecondBuilder::with_capacity(chunk.len()).with_timezone("UTC");
+        for r in chunk {
+            users.append_value(r.user as i64);
+            movies.append_value(r.movie as i64);
+            values.append_value(f64::from(r.half_stars) / 2.0);
+            times.append_value(r.ts_ms);
+        }
+        let columns: Vec<ArrayRef> = vec![
             Arc::new(users.finish()),
             Arc::new(movies.finish()),
             Arc::new(values.finish()),
             Arc::new(times.finish()),
-        ],
-    )
+        ];
+        writer.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
+    }
+    Ok(Bytes::from(writer.into_inner()?))
 }
 
 fn column<'a, T: 'static>(
@@ -327,23 +334,57 @@ pub fn read_top(bytes: Bytes) -> Result<(Vec<movierec_core::ScoredMovie>, f64)> 
 /// the latest time wins, equal times go to the higher `seq`.
 pub fn latest_ratings(mut records: Vec<RatingRecord>) -> (Vec<RatingRecord>, u64) {
     use rayon::slice::ParallelSliceMut;
-    records.par_sort_unstable_by_key(|r| (r.user, r.movie, r.ts_ms, r.seq));
+    use std::cmp::Reverse;
+    // Newest first within each pair, so the first of each run is kept: in
+    // place, without a second copy of the records.
+    records.par_sort_unstable_by_key(|r| (r.user, r.movie, Reverse(r.ts_ms), Reverse(r.seq)));
     let before = records.len() as u64;
-    // Keep the last of each (user, movie) run.
-    let mut kept: Vec<RatingRecord> = Vec::with_capacity(records.len());
-    for record in records {
-        match kept.last_mut() {
-            Some(last) if last.user == record.user && last.movie == record.movie => *last = record,
-            _ => kept.push(record),
-        }
-    }
-    let superseded = before - kept.len() as u64;
-    (kept, superseded)
+    records.dedup_by(|later, kept| later.user == kept.user && later.movie == kept.movie);
+    let superseded = before - records.len() as u64;
+    (records, superseded)
 }
 
 /// Aggregates ratings already reduced by [`latest_ratings`].
 pub fn aggregate_latest(ratings: &[RatingRecord]) -> Aggregates {
     crate::aggregate_grouped(ratings.iter().copied()).expect("latest_ratings sorts by user")
+}
+
+/// One bronze object's events in stream order (`seq` left at 0): JSON lines,
+/// or Parquet written by `lake compact --format parquet`. Lines that are not
+/// rating events are skipped and counted, and the first few are logged.
+pub fn decode_bronze(key: &str, bytes: &Bytes) -> Result<(Vec<RatingRecord>, u64)> {
+    if key.ends_with(".parquet") {
+        return Ok((read_ratings(bytes.clone(), 0)?, 0));
+    }
+    let mut records = Vec::with_capacity(bytes.len() / 80);
+    let mut bad_lines = 0u64;
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        match movierec_core::RatingEvent::from_json(line) {
+            Ok(event) => records.push(RatingRecord {
+                user: event.user_id,
+                movie: event.movie_id,
+                ts_ms: event.timestamp.millis(),
+                half_stars: event.rating.half_stars(),
+                seq: 0,
+            }),
+            Err(error) => {
+                bad_lines += 1;
+                if bad_lines <= 3 {
+                    tracing::warn!("{key}: skipped a line that is not a rating event: {error}");
+                }
+            }
+        }
+    }
+    Ok((records, bad_lines))
+}
+
+/// [`decode_bronze`] over many objects on all cores, results in input order.
+pub fn decode_bronze_all(objects: &[(String, Bytes)]) -> Vec<Result<(Vec<RatingRecord>, u64)>> {
+    use rayon::prelude::*;
+    objects
+        .par_iter()
+        .map(|(key, bytes)| decode_bronze(key, bytes))
+        .collect()
 }
 
 /// Bronze JSON lines (rating events, in stream order) as one Parquet file

@@ -159,48 +159,77 @@ pub async fn run_batch(
 /// The bronze events of the selected dates, in key order (date, partition,
 /// first offset: stream order within a partition), as records numbered from
 /// `seq`. Returns the records, the objects read and the lines that were not events.
+/// Objects are decoded in parallel, 64 MB at a time, so memory holds the
+/// records and one window of raw bytes, not the whole layer.
 async fn read_bronze(
     lake: &movierec_lake::Lake,
     prefix: &str,
     selection: &Selection,
     seq: &mut u64,
 ) -> Result<(Vec<RatingRecord>, usize, u64)> {
+    use movierec_lake::LiveRead;
+    const WINDOW_BYTES: usize = 64 << 20;
     let prefix = format!("{}/", prefix.trim_matches('/'));
-    // Live files only, read consistently: a compacted partition counts each
-    // line once, even while a compaction runs.
     let wanted = |key: &str| selected(&prefix, selection, key);
-    let objects = lake.read_live(&prefix, &wanted).await?;
+    let first_seq = *seq;
     let mut records = Vec::new();
-    let mut bad_lines = 0u64;
-    for (key, bytes) in &objects {
-        // Compacted into Parquet: rows in stream order, as the lines were.
-        if key.ends_with(".parquet") {
-            let rows = movierec_batch::parquet_tables::read_ratings(bytes.clone(), *seq)
-                .with_context(|| format!("cannot read {}/{key}", lake.url()))?;
-            *seq += rows.len() as u64;
-            records.extend(rows);
-            continue;
-        }
-        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            match movierec_core::RatingEvent::from_json(line) {
-                Ok(event) => {
-                    records.push(RatingRecord {
-                        user: event.user_id,
-                        movie: event.movie_id,
-                        ts_ms: event.timestamp.millis(),
-                        half_stars: event.rating.half_stars(),
-                        seq: *seq,
-                    });
-                    *seq += 1;
-                }
-                Err(error) => {
-                    bad_lines += 1;
-                    tracing::warn!("{key}: skipped a line that is not a rating event: {error}");
-                }
+    let mut window: Vec<(String, bytes::Bytes)> = Vec::new();
+    let mut window_bytes = 0usize;
+    let (mut objects, mut bad_lines) = (0usize, 0u64);
+    let mut failure: Option<anyhow::Error> = None;
+    let flush = |window: &mut Vec<(String, bytes::Bytes)>,
+                 records: &mut Vec<RatingRecord>,
+                 seq: &mut u64,
+                 bad_lines: &mut u64|
+     -> Result<()> {
+        for (decoded, (key, _)) in movierec_batch::parquet_tables::decode_bronze_all(window)
+            .into_iter()
+            .zip(window.iter())
+        {
+            let (rows, bad) = decoded.with_context(|| format!("cannot read {key}"))?;
+            *bad_lines += bad;
+            for mut row in rows {
+                row.seq = *seq;
+                *seq += 1;
+                records.push(row);
             }
         }
+        window.clear();
+        Ok(())
+    };
+    // Live files only, read consistently: a compacted partition counts each
+    // line once, even while a compaction runs.
+    lake.visit_live(&prefix, &wanted, &mut |read| {
+        if failure.is_some() {
+            return;
+        }
+        match read {
+            LiveRead::File(key, bytes) => {
+                objects += 1;
+                window_bytes += bytes.len();
+                window.push((key, bytes));
+                if window_bytes >= WINDOW_BYTES {
+                    window_bytes = 0;
+                    if let Err(error) = flush(&mut window, &mut records, seq, &mut bad_lines) {
+                        failure = Some(error);
+                    }
+                }
+            }
+            LiveRead::Restart => {
+                records.clear();
+                window.clear();
+                window_bytes = 0;
+                (objects, bad_lines) = (0, 0);
+                *seq = first_seq;
+            }
+        }
+    })
+    .await?;
+    if let Some(error) = failure {
+        return Err(error);
     }
-    Ok((records, objects.len(), bad_lines))
+    flush(&mut window, &mut records, seq, &mut bad_lines)?;
+    Ok((records, objects, bad_lines))
 }
 
 async fn compute_and_publish(
@@ -270,6 +299,43 @@ async fn compute_and_publish(
             serving.display_url()
         ),
     );
+    if config.storage_mode == movierec_config::StorageMode::Aws {
+        let clock = Instant::now();
+        let aws = movierec_aws::Aws::connect(&config.aws).await?;
+        let snapshot = (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
+            + chrono::Days::new(days as u64))
+        .format("%Y-%m-%d")
+        .to_string();
+        let refresh = aws
+            .feature_sink()
+            .refresh_batch_features(&aggregates.users, &aggregates.movies, &snapshot, &run_id)
+            .await
+            .context("cannot refresh the batch features in DynamoDB")?;
+        if refresh.differing > 0 {
+            tracing::warn!(
+                "{} DynamoDB feature items count other ratings than the lake ({} never written by \
+                 the stream): events after the lake snapshot, or drift worth a look",
+                refresh.differing,
+                refresh.stream_missing
+            );
+        }
+        stage(
+            run,
+            "dynamodb",
+            refresh.items,
+            clock,
+            format!(
+                "`batch` map of {} user and {} movie items in {} / {}; {} differ from the stream \
+                 ({} not written by it)",
+                aggregates.users.len(),
+                aggregates.movies.len(),
+                config.aws.dynamodb.user_features_table,
+                config.aws.dynamodb.movie_features_table,
+                refresh.differing,
+                refresh.stream_missing
+            ),
+        );
+    }
     run.records_read = aggregates.records_read;
     run.ratings = aggregates.ratings();
     run.users = aggregates.users.len() as u64;

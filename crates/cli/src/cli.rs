@@ -186,6 +186,28 @@ pub enum DataCommand {
         #[arg(long, default_value = "data/synth")]
         out: PathBuf,
     },
+    /// Write a synthetic event stream into the lake's bronze layer as the
+    /// consumer would (JSON lines per date and Kafka partition, one object
+    /// per batch): input for batch runs and benchmarks.
+    Bronze {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 10_000)]
+        users: u64,
+        #[arg(long, default_value_t = 5_000)]
+        movies: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Kafka partitions (events keyed by user, as the producer does).
+        #[arg(long, default_value_t = 3)]
+        partitions: u64,
+        /// Events per object (the consumer's batch size).
+        #[arg(long, default_value_t = 20_000)]
+        events_per_object: usize,
+        /// The lake to write into [default: lake.root from the config].
+        #[arg(long)]
+        lake: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

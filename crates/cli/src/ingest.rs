@@ -286,3 +286,69 @@ pub async fn dlq_replay(
     );
     Ok(())
 }
+
+/// `data bronze`: the synthetic stream as the consumer would have written it:
+/// per Kafka partition (user id mod `partitions`), a batch of
+/// `events_per_object` events becomes one object per date it spans, named by
+/// the partition's offset of its first event. Returns objects and bytes written.
+pub async fn write_synthetic_bronze(
+    lake: &movierec_lake::Lake,
+    prefix: &str,
+    params: EventStreamParams,
+    partitions: u64,
+    events_per_object: usize,
+) -> Result<(u64, u64)> {
+    struct Partition {
+        next_offset: i64,
+        batch_first: i64,
+        pending: usize,
+        by_date: std::collections::BTreeMap<String, Vec<u8>>,
+    }
+    let bar = count_bar(params.count);
+    let mut parts: Vec<Partition> = (0..partitions)
+        .map(|_| Partition {
+            next_offset: 0,
+            batch_first: 0,
+            pending: 0,
+            by_date: Default::default(),
+        })
+        .collect();
+    let (mut objects, mut bytes) = (0u64, 0u64);
+    let mut flush = async |p: usize, part: &mut Partition| -> Result<()> {
+        for (date, lines) in std::mem::take(&mut part.by_date) {
+            let key = movierec_aws::bronze_key(prefix, &date, p as i32, part.batch_first);
+            bytes += lines.len() as u64;
+            objects += 1;
+            lake.put(&key, lines.into())
+                .await
+                .with_context(|| format!("cannot write {}/{key}", lake.url()))?;
+        }
+        part.pending = 0;
+        part.batch_first = part.next_offset;
+        Ok(())
+    };
+    for (i, generated) in synthetic_events(params).enumerate() {
+        let event = movierec_core::RatingEvent::from_json(&generated.payload)
+            .context("the generator made an invalid event")?;
+        let p = (event.user_id % partitions) as usize;
+        let part = &mut parts[p];
+        let lines = part.by_date.entry(event.timestamp.date()).or_default();
+        lines.extend_from_slice(event.to_json().as_bytes());
+        lines.push(b'\n');
+        part.next_offset += 1;
+        part.pending += 1;
+        if part.pending >= events_per_object {
+            flush(p, part).await?;
+        }
+        if i % 65_536 == 0 {
+            bar.set_position(i as u64);
+        }
+    }
+    for (p, part) in parts.iter_mut().enumerate() {
+        if part.pending > 0 {
+            flush(p, part).await?;
+        }
+    }
+    bar.finish_and_clear();
+    Ok((objects, bytes))
+}

@@ -119,6 +119,44 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{}", folder.display());
                 Ok(())
             }
+            DataCommand::Bronze {
+                events,
+                users,
+                movies,
+                seed,
+                partitions,
+                events_per_object,
+                lake,
+            } => {
+                let config = load_config(&cli)?.config;
+                let root = lake.clone().unwrap_or_else(|| config.lake_root());
+                let lake = movierec_lake::Lake::open(&root, &config.aws)?;
+                let params = movierec_datasets::events::EventStreamParams {
+                    count: *events,
+                    users: *users,
+                    movies: *movies,
+                    invalid_fraction: 0.0,
+                    seed: *seed,
+                    ..Default::default()
+                };
+                let started = std::time::Instant::now();
+                let (objects, bytes) = ingest::write_synthetic_bronze(
+                    &lake,
+                    &config.aws.s3.bronze_prefix,
+                    params,
+                    (*partitions).max(1),
+                    (*events_per_object).max(1),
+                )
+                .await?;
+                println!(
+                    "wrote {events} events ({:.1} MB) in {objects} objects to {}/{} in {:.1}s",
+                    bytes as f64 / 1e6,
+                    lake.url(),
+                    config.aws.s3.bronze_prefix.trim_matches('/'),
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(())
+            }
             DataCommand::Synth {
                 ratings,
                 users,

@@ -457,3 +457,116 @@ fn in_aws_mode_posted_ratings_reach_bronze_and_dynamodb_through_kafka() {
     assert_eq!(health["storage_mode"], "aws");
     assert_eq!(health["kafka"]["status"], "connected");
 }
+
+/// Each feature item's `batch` map: (id, rating_count, avg_rating, run_id).
+fn batch_views(endpoint: &str, table: &str, key: &str) -> BTreeMap<u64, (u64, f64, String)> {
+    let client = dynamodb_client(endpoint);
+    scan(&client, table)
+        .iter()
+        .filter_map(|item| {
+            let batch = item.get("batch")?.as_m().unwrap().clone();
+            Some((
+                number(item, key),
+                (
+                    number(&batch, "rating_count"),
+                    number(&batch, "avg_rating"),
+                    batch["run_id"].as_s().unwrap().clone(),
+                ),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn an_aws_mode_batch_refreshes_dynamodb_beside_the_streams_exact_features() {
+    let work = workdir();
+    let s = stream(work.path(), "aws-batch", 2, "aws-batch", 500);
+    let endpoint = aws_endpoint();
+    let bucket = to_aws(work.path(), &s, &endpoint);
+    let first = EventStreamParams {
+        count: 3_000,
+        users: 60,
+        movies: 40,
+        invalid_fraction: 0.0,
+        seed: 11,
+        ..Default::default()
+    };
+    produce(work.path(), &s.config, &first);
+    run_ok(
+        with_credentials(movierec_with(work.path(), &s.config)).args([
+            "consume",
+            "--until-idle",
+            "3",
+        ]),
+    );
+    let stream_state = dynamodb_state(&endpoint, &bucket);
+    assert_eq!(stream_state, expected_state(first));
+
+    // The batch reads the S3 lake, publishes, and writes its view of each
+    // item into a `batch` map; the stream's fields are left exact.
+    let output =
+        run_ok(with_credentials(movierec_with(work.path(), &s.config)).args(["batch", "run"]));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("batch succeeded"), "{printed}");
+    assert_eq!(dynamodb_state(&endpoint, &bucket), stream_state);
+    for (table, key, want) in [
+        (format!("{bucket}-u"), "user_id", &stream_state.users),
+        (format!("{bucket}-m"), "movie_id", &stream_state.movies),
+    ] {
+        let views = batch_views(&endpoint, &table, key);
+        assert_eq!(views.len(), want.len(), "{table}");
+        for (id, acc) in want {
+            let (count, avg, _) = &views[id];
+            assert_eq!(*count, acc.count, "{table} {id}");
+            assert!(
+                (avg - acc.features().avg_rating).abs() < 1e-9,
+                "{table} {id}"
+            );
+        }
+    }
+    let runs = run_ok(movierec_with(work.path(), &s.config).args(["batch", "runs", "--json"]));
+    let run: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&runs.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let dynamodb = run["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "dynamodb")
+        .unwrap_or_else(|| panic!("no dynamodb stage: {run}"));
+    assert_eq!(
+        dynamodb["rows"].as_u64().unwrap() as usize,
+        stream_state.users.len() + stream_state.movies.len()
+    );
+    assert!(
+        dynamodb["detail"].as_str().unwrap().contains("; 0 differ"),
+        "{dynamodb}"
+    );
+
+    // More events: the stream's writes keep the batch's map and stay exact.
+    let second = EventStreamParams { seed: 12, ..first };
+    produce(work.path(), &s.config, &second);
+    run_ok(
+        with_credentials(movierec_with(work.path(), &s.config)).args([
+            "consume",
+            "--until-idle",
+            "3",
+        ]),
+    );
+    let both: Vec<RatingEvent> = [first, second]
+        .into_iter()
+        .flat_map(synthetic_events)
+        .filter_map(|e| RatingEvent::from_json(&e.payload).ok())
+        .collect();
+    assert_eq!(dynamodb_state(&endpoint, &bucket), expected(both));
+    let views = batch_views(&endpoint, &format!("{bucket}-u"), "user_id");
+    assert_eq!(
+        views.len(),
+        stream_state.users.len(),
+        "the stream's writes carried the batch maps over"
+    );
+}

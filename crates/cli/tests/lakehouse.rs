@@ -370,7 +370,10 @@ fn in_aws_mode_both_engines_read_and_write_the_s3_lake_alike() {
                 .iter()
                 .map(|s| s["name"].as_str().unwrap())
                 .collect();
-            assert_eq!(names, ["plan", "spark-submit", "commit", "publish"]);
+            assert_eq!(
+                names,
+                ["plan", "spark-submit", "commit", "publish", "dynamodb"]
+            );
             let plan = run["stages"][0]["detail"].as_str().unwrap();
             assert!(plan.contains("staged"), "{plan}");
         }

@@ -41,6 +41,14 @@ pub struct CompactOptions {
     pub now_ms: i64,
 }
 
+/// What [`Lake::visit_live`] hands its visitor.
+#[derive(Debug)]
+pub enum LiveRead {
+    File(String, Bytes),
+    /// A compaction committed during the read: start over.
+    Restart,
+}
+
 /// Turns a group of same-type files into one file, rows in input order.
 pub trait Merger: Send + Sync {
     /// The extension of the merged file for inputs with extension `ext`
@@ -177,16 +185,36 @@ impl Lake {
         prefix: &str,
         keep: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Vec<(String, Bytes)>> {
-        for _ in 0..20 {
+        let mut out = Vec::new();
+        self.visit_live(prefix, keep, &mut |read| match read {
+            LiveRead::File(key, bytes) => out.push((key, bytes)),
+            LiveRead::Restart => out.clear(),
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// [`Lake::read_live`] one file at a time, in key order, so a reader
+    /// holds one file's bytes, not the layer's. On [`LiveRead::Restart`] the
+    /// visitor must forget every file it was given before.
+    pub async fn visit_live(
+        &self,
+        prefix: &str,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+        visit: &mut (dyn FnMut(LiveRead) + Send),
+    ) -> Result<()> {
+        for attempt in 0..20 {
+            if attempt > 0 {
+                visit(LiveRead::Restart);
+            }
             let before = self.manifest_keys(prefix).await?;
-            let mut out = Vec::new();
             let mut vanished = false;
             for entry in self.live_files(prefix).await? {
                 if !keep(&entry.key) {
                     continue;
                 }
                 match self.get(&entry.key).await? {
-                    Some(bytes) => out.push((entry.key, bytes)),
+                    Some(bytes) => visit(LiveRead::File(entry.key, bytes)),
                     None => {
                         vanished = true;
                         break;
@@ -194,7 +222,7 @@ impl Lake {
                 }
             }
             if !vanished && self.manifest_keys(prefix).await? == before {
-                return Ok(out);
+                return Ok(());
             }
         }
         Err(crate::LakeError::Corrupt {

@@ -9,7 +9,8 @@ mod compact;
 mod dataset;
 
 pub use compact::{
-    COMPACTED, CompactOptions, CompactReport, CompactionManifest, JsonLines, Merger, concat_lines,
+    COMPACTED, CompactOptions, CompactReport, CompactionManifest, JsonLines, LiveRead, Merger,
+    concat_lines,
 };
 pub use dataset::{MANIFEST, Manifest};
 
