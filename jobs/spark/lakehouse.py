@@ -9,7 +9,8 @@ previous silver version):
 
     {"ratings": ["…/silver/ratings/run=R/part-00000.parquet", …],   # oldest first
      "bronze":  ["…/bronze/user-events/date=D/p000-….json", …],     # in stream order (.json or compacted .parquet)
-     "outputs": {"ratings": DIR, "user_features": DIR, "movie_features": DIR, "top_movies": DIR},
+     "outputs": {"ratings": DIR, "user_features": DIR, "movie_features": DIR, "top_movies": DIR,
+                 "summary": DIR},  # the summary line is also written there when it is a URL
      "catalogue": PARQUET or null,  # movie_id, title, genres, year
      "min_ratings": 50, "top_n": 1000, "snapshot_date": "YYYY-MM-DD"}
 
@@ -29,15 +30,18 @@ from pyspark.sql import SparkSession, Window, functions as F
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-p.add_argument("--plan", required=True)
+p.add_argument("--plan", required=True, help="a local file, or a URL Spark reads (s3://… on EMR)")
 args = p.parse_args()
-with open(args.plan) as f:
-    plan = json.load(f)
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 started = time.time()
 spark = SparkSession.builder.appName("movierec-lakehouse").getOrCreate()
 spark.sparkContext.setLogLevel("ERROR")
+if "://" in args.plan:
+    plan = json.loads(spark.read.text(args.plan, wholetext=True).first()[0])
+else:
+    with open(args.plan) as f:
+        plan = json.load(f)
 spark.conf.set("spark.sql.session.timeZone", "UTC")
 spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MILLIS")
 
@@ -159,8 +163,13 @@ movies.coalesce(1).write.mode("overwrite").parquet(out["movie_features"])
 top.coalesce(1).write.mode("overwrite").parquet(out["top_movies"])
 # Ratings per half-star value, for the serving database's distribution.
 histogram = {str(int(round(r["rating"] * 2))): r["count"] for r in latest.groupBy("rating").count().collect()}
-print(json.dumps({
+summary = json.dumps({
     "records_read": read, "ratings": kept, "histogram": histogram, "users": users.count(), "movies": movies.count(),
     "ranked": top.count(), "global_mean": C, "seconds": time.time() - started,
-}))
+})
+print(summary)
+# In cluster mode (an EMR step) nobody reads the driver's stdout: the
+# summary also goes next to the plan, where movierec picks it up.
+if out.get("summary") and "://" in out["summary"]:
+    spark.createDataFrame([(summary,)], "value STRING").coalesce(1).write.mode("overwrite").text(out["summary"])
 spark.stop()

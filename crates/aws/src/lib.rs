@@ -11,6 +11,7 @@
 //! (naming the URL), a table with another schema (naming the fix).
 
 pub mod bronze;
+pub mod emr;
 mod error;
 pub mod features;
 mod provision;
@@ -37,6 +38,8 @@ pub struct Aws {
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) dynamodb: aws_sdk_dynamodb::Client,
     pub(crate) config: AwsConfig,
+    /// For clients made on demand (EMR).
+    pub(crate) shared: aws_config::SdkConfig,
 }
 
 impl Aws {
@@ -76,6 +79,7 @@ impl Aws {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             dynamodb: aws_sdk_dynamodb::Client::new(&shared),
             config: config.clone(),
+            shared,
         })
     }
 

@@ -31,6 +31,41 @@ pub(crate) fn stage(
     });
 }
 
+/// What computes a run.
+#[derive(Debug, Clone)]
+pub enum Runner {
+    Embedded,
+    Spark(crate::spark::Target),
+}
+
+impl From<Engine> for Runner {
+    fn from(engine: Engine) -> Self {
+        match engine {
+            Engine::Embedded => Self::Embedded,
+            Engine::Spark => Self::Spark(crate::spark::Target::Submit),
+        }
+    }
+}
+
+/// `batch run` and `emr submit`: opens what the storage mode has (the
+/// rating store in sqlite mode) and the serving database, and runs.
+pub async fn run_configured(
+    config: &Config,
+    selection: &Selection,
+    runner: &Runner,
+) -> Result<BatchRun> {
+    let serving = ServingDb::connect(&config.serving.database_url).await?;
+    match config.storage_mode {
+        movierec_config::StorageMode::Sqlite => {
+            let store = movierec_store::SqliteRatingStore::open(&config.sqlite.path).await?;
+            run_batch(config, selection, runner, Some(&store), &serving).await
+        }
+        movierec_config::StorageMode::Aws => {
+            run_batch(config, selection, runner, None, &serving).await
+        }
+    }
+}
+
 /// Which bronze partitions a run reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
@@ -70,12 +105,13 @@ impl Selection {
 }
 
 /// The run's selection from `batch run`'s flags, dates checked.
-pub fn selection(
-    date: Option<&str>,
-    from: Option<&str>,
-    to: Option<&str>,
-    yesterday: bool,
-) -> Result<Selection> {
+pub fn selection(dates: &crate::cli::DateSelection) -> Result<Selection> {
+    let (date, from, to, yesterday) = (
+        dates.date.as_deref(),
+        dates.from.as_deref(),
+        dates.to.as_deref(),
+        dates.yesterday,
+    );
     let day = |flag: &str, text: &str| -> Result<String> {
         chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .map(|d| d.format("%Y-%m-%d").to_string())
@@ -117,7 +153,7 @@ pub fn selection(
 pub async fn run_batch(
     config: &Config,
     selection: &Selection,
-    engine: Engine,
+    runner: &Runner,
     store: Option<&dyn RatingStore>,
     serving: &ServingDb,
 ) -> Result<BatchRun> {
@@ -126,9 +162,10 @@ pub async fn run_batch(
     let mut run = BatchRun {
         started_at,
         finished_at: String::new(),
-        engine: match engine {
-            Engine::Embedded => "embedded".into(),
-            Engine::Spark => "spark".into(),
+        engine: match runner {
+            Runner::Embedded => "embedded".into(),
+            Runner::Spark(crate::spark::Target::Submit) => "spark".into(),
+            Runner::Spark(crate::spark::Target::Emr { .. }) => "spark-emr".into(),
         },
         source: format!("lake {} ({})", config.lake_root(), selection.describe()),
         status: "running".into(),
@@ -142,7 +179,7 @@ pub async fn run_batch(
         error: None,
         stages: Vec::new(),
     };
-    let outcome = compute_and_publish(config, selection, engine, store, serving, &mut run).await;
+    let outcome = compute_and_publish(config, selection, runner, store, serving, &mut run).await;
     run.finished_at = now();
     run.duration_ms = clock.elapsed().as_millis() as u64;
     match &outcome {
@@ -235,7 +272,7 @@ async fn read_bronze(
 async fn compute_and_publish(
     config: &Config,
     selection: &Selection,
-    engine: Engine,
+    runner: &Runner,
     store: Option<&dyn RatingStore>,
     serving: &ServingDb,
     run: &mut BatchRun,
@@ -247,12 +284,15 @@ async fn compute_and_publish(
         Some(store) => store.movies().await?,
         None => Vec::new(),
     };
-    let (aggregates, top) = match engine {
-        Engine::Embedded => {
+    let (aggregates, top) = match runner {
+        Runner::Embedded => {
             embedded(config, &lake, selection, store, &movies, &run_id, days, run).await?
         }
-        Engine::Spark => {
-            crate::spark::run(config, &lake, selection, store, &movies, &run_id, days, run).await?
+        Runner::Spark(target) => {
+            crate::spark::run(
+                config, &lake, selection, store, &movies, &run_id, days, run, target,
+            )
+            .await?
         }
     };
 

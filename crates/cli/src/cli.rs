@@ -40,6 +40,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Amazon EMR: run the Spark batch on a cluster.
+    Emr {
+        #[command(subcommand)]
+        command: EmrCommand,
+    },
     /// Work on the data lake (lake.root).
     Lake {
         #[command(subcommand)]
@@ -138,6 +143,7 @@ impl Command {
             Self::Import { .. } => "import",
             Self::Batch { .. } => "batch",
             Self::Lake { .. } => "lake",
+            Self::Emr { .. } => "emr",
             Self::Produce { .. } => "produce",
             Self::Consume { .. } => "consume",
             Self::Dlq { .. } => "dlq",
@@ -145,6 +151,43 @@ impl Command {
             Self::TeardownAws { .. } => "teardown-aws",
         }
     }
+}
+
+/// Which bronze partitions a batch reads.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DateSelection {
+    /// Only the bronze partition of this day (YYYY-MM-DD), on top of the previous silver ratings.
+    #[arg(long, conflicts_with_all = ["from", "to", "all", "yesterday"])]
+    pub date: Option<String>,
+    /// First day of a range (YYYY-MM-DD, with --to).
+    #[arg(long, requires = "to", conflicts_with_all = ["all", "yesterday"])]
+    pub from: Option<String>,
+    /// Last day of a range (YYYY-MM-DD, inclusive, with --from).
+    #[arg(long, requires = "from", conflicts_with_all = ["all", "yesterday"])]
+    pub to: Option<String>,
+    /// Every bronze partition, from scratch (the default).
+    #[arg(long, conflicts_with = "yesterday")]
+    pub all: bool,
+    /// Yesterday's partition (UTC): for cron or Airflow.
+    #[arg(long)]
+    pub yesterday: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmrCommand {
+    /// Run the lakehouse batch as a Spark step of a running EMR cluster
+    /// (S3 lake): movierec plans it, adds the step, waits, then commits and
+    /// publishes as `batch run --engine spark` does.
+    Submit {
+        /// The cluster (j-XXXXXXXXXXXXX), in aws.region.
+        #[arg(long)]
+        cluster_id: String,
+        #[command(flatten)]
+        dates: DateSelection,
+        /// Give up waiting after this long (s, m, h); the step keeps running.
+        #[arg(long, default_value = "6h", value_parser = parse_age)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,21 +269,8 @@ pub enum BatchCommand {
     /// Bronze → silver → gold → serving database: reads the lake's bronze events
     /// (and the rating store in sqlite mode), writes silver/gold Parquet, publishes.
     Run {
-        /// Only the bronze partition of this day (YYYY-MM-DD), on top of the previous silver ratings.
-        #[arg(long, conflicts_with_all = ["from", "to", "all", "yesterday"])]
-        date: Option<String>,
-        /// First day of a range (YYYY-MM-DD, with --to).
-        #[arg(long, requires = "to", conflicts_with_all = ["all", "yesterday"])]
-        from: Option<String>,
-        /// Last day of a range (YYYY-MM-DD, inclusive, with --from).
-        #[arg(long, requires = "from", conflicts_with_all = ["all", "yesterday"])]
-        to: Option<String>,
-        /// Every bronze partition, from scratch (the default).
-        #[arg(long, conflicts_with = "yesterday")]
-        all: bool,
-        /// Yesterday's partition (UTC): for cron or Airflow.
-        #[arg(long)]
-        yesterday: bool,
+        #[command(flatten)]
+        dates: DateSelection,
         /// embedded or spark [default: batch.engine]
         #[arg(long)]
         engine: Option<String>,

@@ -3,6 +3,7 @@
 mod batch;
 mod cli;
 mod compact;
+mod emr;
 mod import;
 mod ingest;
 mod progress;
@@ -13,7 +14,8 @@ mod spark;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use cli::{
-    BatchCommand, Cli, Command, ConfigCommand, DataCommand, DlqCommand, ImportCommand, LakeCommand,
+    BatchCommand, Cli, Command, ConfigCommand, DataCommand, DlqCommand, EmrCommand, ImportCommand,
+    LakeCommand,
 };
 use movierec_config::{Config, Loaded, StorageMode};
 
@@ -198,6 +200,24 @@ async fn run(cli: Cli) -> Result<()> {
             summary.print();
             Ok(())
         }
+        Command::Emr {
+            command:
+                EmrCommand::Submit {
+                    cluster_id,
+                    dates,
+                    timeout,
+                },
+        } => {
+            let config = load_config(&cli)?.config;
+            let selection = batch::selection(dates)?;
+            let runner = batch::Runner::Spark(spark::Target::Emr {
+                cluster_id: cluster_id.clone(),
+                timeout: std::time::Duration::from_millis(*timeout),
+            });
+            let run = batch::run_configured(&config, &selection, &runner).await?;
+            batch::print_run(&run);
+            Ok(())
+        }
         Command::Lake {
             command:
                 LakeCommand::Compact {
@@ -218,14 +238,7 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::Batch { command } => match command {
-            BatchCommand::Run {
-                date,
-                from,
-                to,
-                all: _,
-                yesterday,
-                engine,
-            } => {
+            BatchCommand::Run { dates, engine } => {
                 let config = load_config(&cli)?.config;
                 let engine = match engine.as_deref() {
                     None => config.batch.engine,
@@ -235,20 +248,8 @@ async fn run(cli: Cli) -> Result<()> {
                         "--engine {other:?}: expected embedded or spark"
                     ),
                 };
-                let selection = batch::selection(date.as_deref(), from.as_deref(), to.as_deref(), *yesterday)?;
-                let serving =
-                    movierec_store::ServingDb::connect(&config.serving.database_url).await?;
-                let run = match config.storage_mode {
-                    StorageMode::Sqlite => {
-                        let store =
-                            movierec_store::SqliteRatingStore::open(&config.sqlite.path).await?;
-                        batch::run_batch(&config, &selection, engine, Some(&store), &serving)
-                            .await?
-                    }
-                    StorageMode::Aws => {
-                        batch::run_batch(&config, &selection, engine, None, &serving).await?
-                    }
-                };
+                let selection = batch::selection(dates)?;
+                let run = batch::run_configured(&config, &selection, &engine.into()).await?;
                 batch::print_run(&run);
                 Ok(())
             }

@@ -51,7 +51,7 @@ pub fn start(
             match crate::batch::run_batch(
                 &config,
                 &crate::batch::Selection::All,
-                config.batch.engine,
+                &config.batch.engine.into(),
                 store.as_deref(),
                 &serving,
             )

@@ -375,7 +375,7 @@ pub async fn up(config: &Config, movielens: Option<&Path>) -> Result<()> {
     let run = crate::batch::run_batch(
         config,
         &crate::batch::Selection::All,
-        movierec_config::Engine::Embedded,
+        &crate::batch::Runner::Embedded,
         Some(&store),
         &serving,
     )

@@ -17,6 +17,28 @@ use movierec_store::{BatchRun, RatingStore};
 use serde_json::json;
 use std::time::Instant;
 
+/// Where the job runs.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// spark-submit here (`batch.spark.*`).
+    Submit,
+    /// A step of a running EMR cluster, waited for up to `timeout`.
+    Emr {
+        cluster_id: String,
+        timeout: std::time::Duration,
+    },
+}
+
+/// A job's inputs in place and its plan: what runs it needs.
+struct Planned {
+    plan: serde_json::Value,
+    /// Where the job reads and writes (the lake, or a staged local copy).
+    work: Lake,
+    /// Keys under `work` to delete after the job.
+    scratch: Vec<String>,
+    staged_dir: Option<tempfile::TempDir>,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     config: &Config,
@@ -27,15 +49,99 @@ pub async fn run(
     run_id: &str,
     days: i32,
     run: &mut BatchRun,
+    target: &Target,
 ) -> Result<(Aggregates, TopN)> {
+    let planned = plan_job(
+        config, lake, selection, store, catalogue, run_id, days, run, target,
+    )
+    .await?;
+    let clock = Instant::now();
+    let summary = match target {
+        Target::Submit => submit_here(config, &planned.work, run_id, &planned.plan).await,
+        Target::Emr {
+            cluster_id,
+            timeout,
+        } => {
+            crate::emr::run_step(
+                config,
+                lake,
+                cluster_id,
+                *timeout,
+                run_id,
+                &planned.plan,
+                run,
+            )
+            .await
+        }
+    };
+    // A step that may still run on EMR still needs its inputs.
+    if summary.is_ok() || matches!(target, Target::Submit) {
+        for key in &planned.scratch {
+            planned.work.delete(key).await?;
+        }
+    }
+    let summary = summary?;
+    let count = |name: &str| summary[name].as_u64().unwrap_or(0);
+    stage(
+        run,
+        match target {
+            Target::Submit => "spark-submit",
+            Target::Emr { .. } => "emr-step",
+        },
+        count("records_read"),
+        clock,
+        format!(
+            "{}: {} ratings, {} users, {} movies, top {}",
+            match target {
+                Target::Submit => format!("--master {}", config.batch.spark.master),
+                Target::Emr { cluster_id, .. } => format!("cluster {cluster_id}"),
+            },
+            count("ratings"),
+            count("users"),
+            count("movies"),
+            count("ranked")
+        ),
+    );
+    finish(config, lake, &planned, run_id, &summary, run).await
+}
+
+/// Puts the job's inputs where it reads them and writes its plan.
+#[allow(clippy::too_many_arguments)]
+async fn plan_job(
+    config: &Config,
+    lake: &Lake,
+    selection: &Selection,
+    store: Option<&dyn RatingStore>,
+    catalogue: &[Movie],
+    run_id: &str,
+    days: i32,
+    run: &mut BatchRun,
+    target: &Target,
+) -> Result<Planned> {
     let layout = Layout::new(config);
     let staging = format!("staging/run={run_id}");
     let mut inputs = Vec::new();
     let clock = Instant::now();
+    // EMR reads S3 through EMRFS (s3://); Hadoop's connector elsewhere (s3a://).
+    let emr = matches!(target, Target::Emr { .. });
+    if emr && !lake.url().starts_with("s3://") {
+        bail!(
+            "an EMR step reads the lake from S3, but the lake is {}: set lake.root to \
+             s3://BUCKET (storage_mode aws does by default)",
+            lake.url()
+        );
+    }
+    let locate = |work: &Lake, key: &str| {
+        let location = work.location(key);
+        match location.strip_prefix("s3a://") {
+            Some(rest) if emr => format!("s3://{rest}"),
+            _ => location,
+        }
+    };
 
     // Where Spark reads and writes: the lake itself, or (staged) a local
     // folder holding the same keys, copied in before and out after.
-    let staged_dir = if config.batch.spark.staged(lake.url()) {
+    let staged_dir = if !emr && config.batch.spark.staged(lake.url()) {
         Some(
             tempfile::Builder::new()
                 .prefix("movierec-spark-")
@@ -65,7 +171,7 @@ pub async fn run(
                 staged_bytes += bytes.len() as u64;
                 work.put(key, bytes).await?;
             }
-            ratings.push(work.location(key));
+            ratings.push(locate(&work, key));
         }
     }
     if let Some(store) = store {
@@ -74,7 +180,7 @@ pub async fn run(
         inputs.push(format!("rating store ({} ratings)", stored.len()));
         let key = format!("{staging}/store-ratings.parquet");
         work.put(&key, tables::ratings_table(&stored)?).await?;
-        ratings.push(work.location(&key));
+        ratings.push(locate(&work, &key));
     }
     let bronze_prefix = format!("{}/", config.aws.s3.bronze_prefix.trim_matches('/'));
     let wanted = |key: &str| selected(&bronze_prefix, selection, key);
@@ -84,7 +190,7 @@ pub async fn run(
         for (key, bytes) in lake.read_live(&bronze_prefix, &wanted).await? {
             staged_bytes += bytes.len() as u64;
             work.put(&key, bytes).await?;
-            locations.push(work.location(&key));
+            locations.push(locate(&work, &key));
         }
         locations
     } else {
@@ -92,7 +198,7 @@ pub async fn run(
             .await?
             .into_iter()
             .filter(|e| wanted(&e.key))
-            .map(|e| lake.location(&e.key))
+            .map(|e| locate(lake, &e.key))
             .collect()
     };
     inputs.push(format!(
@@ -120,52 +226,80 @@ pub async fn run(
         },
     );
 
-    let output = |prefix: &str| work.location(&format!("{prefix}/run={run_id}"));
+    let output = |prefix: &str| locate(&work, &format!("{prefix}/run={run_id}"));
     let snapshot = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
         + chrono::Days::new(days as u64);
     let plan = json!({
         "ratings": ratings,
         "bronze": bronze,
-        "catalogue": work.location(&catalogue_key),
+        "catalogue": locate(&work, &catalogue_key),
         "outputs": {
             "ratings": output(&layout.ratings),
             "user_features": output(&layout.user_features),
             "movie_features": output(&layout.movie_features),
             "top_movies": output(&layout.top_movies),
+            // A URL even on local disk, so every run takes the path an EMR
+            // step needs (the summary read from the lake, not from stdout).
+            "summary": as_url(&locate(&work, &format!("{staging}/summary"))),
         },
         "min_ratings": config.batch.min_ratings,
         "top_n": config.batch.top_n,
         "snapshot_date": snapshot.format("%Y-%m-%d").to_string(),
     });
-    let plan_path = std::env::temp_dir().join(format!("movierec-spark-plan-{run_id}.json"));
-    std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)
-        .with_context(|| format!("cannot write {}", plan_path.display()))?;
+    Ok(Planned {
+        plan,
+        work,
+        scratch: vec![format!("{staging}/store-ratings.parquet"), catalogue_key],
+        staged_dir,
+    })
+}
 
-    let clock = Instant::now();
-    let summary = submit(config, &plan_path).await;
-    let _ = std::fs::remove_file(&plan_path);
-    for key in [format!("{staging}/store-ratings.parquet"), catalogue_key] {
-        work.delete(&key).await?;
+/// A local path as a `file://` URL; URLs as they are.
+fn as_url(location: &str) -> String {
+    if location.contains("://") {
+        location.to_string()
+    } else {
+        format!("file://{location}")
     }
-    let summary = summary?;
-    let count = |name: &str| summary[name].as_u64().unwrap_or(0);
-    stage(
-        run,
-        "spark-submit",
-        count("records_read"),
-        clock,
-        format!(
-            "--master {}: {} ratings, {} users, {} movies, top {}",
-            config.batch.spark.master,
-            count("ratings"),
-            count("users"),
-            count("movies"),
-            count("ranked")
-        ),
-    );
+}
 
+/// spark-submit with the plan in a local file (given as a URL, as an EMR
+/// step gets it); returns the summary the job left in `work`.
+async fn submit_here(
+    config: &Config,
+    work: &Lake,
+    run_id: &str,
+    plan: &serde_json::Value,
+) -> Result<serde_json::Value> {
+    let plan_path = std::env::temp_dir().join(format!("movierec-spark-plan-{run_id}.json"));
+    std::fs::write(&plan_path, serde_json::to_vec_pretty(plan)?)
+        .with_context(|| format!("cannot write {}", plan_path.display()))?;
+    let submitted = submit(config, &as_url(&plan_path.display().to_string())).await;
+    let _ = std::fs::remove_file(&plan_path);
+    submitted?;
+    let prefix = format!("staging/run={run_id}/summary/");
+    let summary = crate::emr::read_summary(work, &prefix).await;
+    for entry in work.list(&prefix).await? {
+        work.delete(&entry.key).await?;
+    }
+    summary
+}
+
+/// After the job: copies a staged run's output to the lake, switches each
+/// dataset to the job's files and reads back what is published.
+async fn finish(
+    config: &Config,
+    lake: &Lake,
+    planned: &Planned,
+    run_id: &str,
+    summary: &serde_json::Value,
+    run: &mut BatchRun,
+) -> Result<(Aggregates, TopN)> {
+    let layout = Layout::new(config);
+    let work = &planned.work;
+    let count = |name: &str| summary[name].as_u64().unwrap_or(0);
     let clock = Instant::now();
-    if staged_dir.is_some() {
+    if planned.staged_dir.is_some() {
         let mut copied = 0u64;
         for prefix in [
             &layout.ratings,
@@ -269,7 +403,7 @@ pub async fn run(
 }
 
 /// Runs spark-submit and returns the job's JSON summary line.
-async fn submit(config: &Config, plan: &std::path::Path) -> Result<serde_json::Value> {
+async fn submit(config: &Config, plan: &str) -> Result<()> {
     let spark = &config.batch.spark;
     if !spark.job.is_file() {
         bail!(
@@ -302,7 +436,6 @@ async fn submit(config: &Config, plan: &std::path::Path) -> Result<serde_json::V
             spark.submit
         )
     })?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
@@ -322,10 +455,5 @@ async fn submit(config: &Config, plan: &std::path::Path) -> Result<serde_json::V
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .context("the Spark job printed no summary line")?;
-    serde_json::from_str(line).context("the Spark job's summary is not JSON")
+    Ok(())
 }

@@ -652,3 +652,163 @@ fn bronze_compacted_into_parquet_and_merged_again_gives_the_same_batch_on_both_e
     }
     assert_same_outputs(&lakes[0], &lakes[1]);
 }
+
+#[test]
+fn emr_submit_adds_a_cluster_mode_step_with_its_plan_in_s3_and_waits_for_it() {
+    let work = workdir();
+    let (config, lake) = aws_lake(work.path(), "emr");
+    let dates = write_bronze(&lake, &events());
+    let endpoint = std::env::var("MOVIEREC_TEST_AWS_ENDPOINT").unwrap();
+    let emr = runtime().block_on(async {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .credentials_provider(aws_sdk_emr::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .load()
+            .await;
+        aws_sdk_emr::Client::new(&shared)
+    });
+    let cluster = runtime().block_on(async {
+        emr.run_job_flow()
+            .name("movierec-test")
+            .release_label("emr-7.5.0")
+            .instances(
+                aws_sdk_emr::types::JobFlowInstancesConfig::builder()
+                    .instance_count(1)
+                    .master_instance_type("m5.xlarge")
+                    .keep_job_flow_alive_when_no_steps(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .job_flow_id()
+            .unwrap()
+            .to_string()
+    });
+
+    // moto never runs a step: the wait ends at the timeout, by name.
+    let output = aws_env(movierec(work.path()).arg("--config").arg(&config).args([
+        "emr",
+        "submit",
+        "--cluster-id",
+        &cluster,
+        "--timeout",
+        "3s",
+    ]))
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("on cluster {cluster} is still")) && stderr.contains("after 3s"),
+        "{stderr}"
+    );
+
+    // The step: spark-submit in cluster mode, the job and its plan in S3.
+    let steps = runtime().block_on(async {
+        emr.list_steps()
+            .cluster_id(&cluster)
+            .send()
+            .await
+            .unwrap()
+            .steps()
+            .to_vec()
+    });
+    assert_eq!(steps.len(), 1);
+    let args = steps[0].config().unwrap().args().to_vec();
+    assert_eq!(args[..3], ["spark-submit", "--deploy-mode", "cluster"]);
+    assert!(stderr.contains(steps[0].id().unwrap()), "{stderr}");
+    let bucket = lake.url().trim_start_matches("s3://").to_string();
+    let key = |url: &str| {
+        url.strip_prefix(&format!("s3://{bucket}/"))
+            .unwrap()
+            .to_string()
+    };
+    let job = runtime()
+        .block_on(lake.get(&key(&args[3])))
+        .unwrap()
+        .unwrap();
+    let ours =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../jobs/spark/lakehouse.py"))
+            .unwrap();
+    assert_eq!(job.to_vec(), ours, "the job uploaded is the repository's");
+    assert_eq!(args[4], "--plan");
+    let plan: serde_json::Value = serde_json::from_slice(
+        &runtime()
+            .block_on(lake.get(&key(&args[5])))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let bronze = plan["bronze"].as_array().unwrap();
+    assert_eq!(bronze.len(), dates.len(), "one object per date: {plan}");
+    assert!(
+        bronze.iter().all(|b| b
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("s3://{bucket}/bronze/"))),
+        "EMRFS paths: {plan}"
+    );
+    assert!(
+        plan["outputs"]["user_features"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("s3://{bucket}/silver/user-features/run=")),
+        "{plan}"
+    );
+    // Nothing switched; the run is recorded as failed, naming the step.
+    assert!(
+        runtime()
+            .block_on(lake.current_dataset("silver/user-features"))
+            .unwrap()
+            .is_none()
+    );
+    let runs = run_ok(
+        movierec(work.path())
+            .arg("--config")
+            .arg(&config)
+            .args(["batch", "runs", "--json"]),
+    );
+    let run: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&runs.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (run["engine"].as_str(), run["status"].as_str()),
+        (Some("spark-emr"), Some("failed"))
+    );
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .contains(steps[0].id().unwrap()),
+        "{run}"
+    );
+
+    // A lake that is not on S3 is refused before anything is submitted.
+    let local = write_config(
+        work.path(),
+        "local",
+        work.path().join("lake").to_str().unwrap(),
+        "",
+    );
+    let output = aws_env(movierec(work.path()).arg("--config").arg(&local).args([
+        "emr",
+        "submit",
+        "--cluster-id",
+        &cluster,
+    ]))
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("an EMR step reads the lake from S3"),
+        "{stderr}"
+    );
+}
