@@ -94,6 +94,22 @@ pub fn ratings_table(ratings: &[RatingRecord]) -> Result<Bytes> {
     Ok(Bytes::from(writer.into_inner()?))
 }
 
+/// `silver/ratings/` as several files encoded in parallel (one per core,
+/// at least a million rows each), rows in order across them.
+pub fn ratings_parts(ratings: &[RatingRecord]) -> Result<Vec<Bytes>> {
+    use rayon::prelude::*;
+    if ratings.is_empty() {
+        return Ok(vec![ratings_table(ratings)?]);
+    }
+    let parts = rayon::current_num_threads()
+        .min(ratings.len() / (1 << 20))
+        .max(1);
+    ratings
+        .par_chunks(ratings.len().div_ceil(parts).max(1))
+        .map(ratings_table)
+        .collect()
+}
+
 fn column<'a, T: 'static>(
     batch: &'a RecordBatch,
     table: &'static str,
@@ -265,6 +281,29 @@ pub fn catalogue_table(movies: &[Movie]) -> Result<Bytes> {
             Arc::new(years.finish()),
         ],
     )
+}
+
+/// The catalogue dataset (`silver/movies`, written by an import into a lake)
+/// read back.
+pub fn read_catalogue(bytes: Bytes) -> Result<Vec<Movie>> {
+    use arrow_array::{Int32Array, Int64Array, StringArray};
+    let t = "silver/movies";
+    let mut out = Vec::new();
+    for batch in read_batches(bytes)? {
+        let ids: &Int64Array = column(&batch, t, "movie_id", "INT64")?;
+        let titles: &StringArray = column(&batch, t, "title", "STRING")?;
+        let genres: &StringArray = column(&batch, t, "genres", "STRING")?;
+        let years: &Int32Array = column(&batch, t, "year", "INT32")?;
+        for i in 0..batch.num_rows() {
+            out.push(Movie {
+                movie_id: ids.value(i) as u64,
+                title: titles.value(i).to_string(),
+                genres: movierec_core::parse_genres(genres.value(i)),
+                year: (!years.is_null(i)).then(|| years.value(i)),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// A features table read back (from either engine) as accumulators: the

@@ -195,21 +195,40 @@ pub async fn run_batch(
 
 /// The bronze events of the selected dates, in key order (date, partition,
 /// first offset: stream order within a partition), as records numbered from
-/// `seq`. Returns the records, the objects read and the lines that were not events.
-/// Objects are decoded in parallel, 64 MB at a time, so memory holds the
-/// records and one window of raw bytes, not the whole layer.
+/// `seq`, appended to `records`. Returns the objects read and the lines that
+/// were not events. Objects are decoded in parallel, 64 MB at a time, so
+/// memory holds the records and one window of raw bytes, not the whole layer;
+/// `records` is reserved up front from the objects' sizes, because growing a
+/// vector of tens of millions of records by doubling holds both copies at once.
 async fn read_bronze(
     lake: &movierec_lake::Lake,
     prefix: &str,
     selection: &Selection,
     seq: &mut u64,
-) -> Result<(Vec<RatingRecord>, usize, u64)> {
+    records: &mut Vec<RatingRecord>,
+) -> Result<(usize, u64)> {
     use movierec_lake::LiveRead;
     const WINDOW_BYTES: usize = 64 << 20;
     let prefix = format!("{}/", prefix.trim_matches('/'));
     let wanted = |key: &str| selected(&prefix, selection, key);
     let first_seq = *seq;
-    let mut records = Vec::new();
+    let first_record = records.len();
+    // Upper bounds (a JSON event is over 48 bytes, a Parquet row over 2):
+    // reserved pages that are never written cost no memory.
+    let estimate: u64 = lake
+        .live_files(&prefix)
+        .await?
+        .iter()
+        .filter(|e| wanted(&e.key))
+        .map(|e| {
+            if e.key.ends_with(".parquet") {
+                e.size / 2
+            } else {
+                e.size / 48
+            }
+        })
+        .sum();
+    records.reserve(estimate as usize);
     let mut window: Vec<(String, bytes::Bytes)> = Vec::new();
     let mut window_bytes = 0usize;
     let (mut objects, mut bad_lines) = (0usize, 0u64);
@@ -247,13 +266,13 @@ async fn read_bronze(
                 window.push((key, bytes));
                 if window_bytes >= WINDOW_BYTES {
                     window_bytes = 0;
-                    if let Err(error) = flush(&mut window, &mut records, seq, &mut bad_lines) {
+                    if let Err(error) = flush(&mut window, records, seq, &mut bad_lines) {
                         failure = Some(error);
                     }
                 }
             }
             LiveRead::Restart => {
-                records.clear();
+                records.truncate(first_record);
                 window.clear();
                 window_bytes = 0;
                 (objects, bad_lines) = (0, 0);
@@ -265,8 +284,8 @@ async fn read_bronze(
     if let Some(error) = failure {
         return Err(error);
     }
-    flush(&mut window, &mut records, seq, &mut bad_lines)?;
-    Ok((records, objects, bad_lines))
+    flush(&mut window, records, seq, &mut bad_lines)?;
+    Ok((objects, bad_lines))
 }
 
 async fn compute_and_publish(
@@ -280,9 +299,23 @@ async fn compute_and_publish(
     let lake = movierec_lake::Lake::open(&config.lake_root(), &config.aws)?;
     let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
     let days = selection.snapshot_days();
+    // The catalogue: the rating store's, or (aws mode) the one an import
+    // put in the lake.
     let mut movies = match store {
         Some(store) => store.movies().await?,
-        None => Vec::new(),
+        None => {
+            let prefix = format!("{}/movies", config.aws.s3.silver_prefix.trim_matches('/'));
+            let mut movies = Vec::new();
+            if let Some((_, files)) = lake.read_dataset(&prefix).await? {
+                for file in files {
+                    movies.extend(
+                        movierec_batch::parquet_tables::read_catalogue(file)
+                            .with_context(|| format!("cannot read {}/{prefix}", lake.url()))?,
+                    );
+                }
+            }
+            movies
+        }
     };
     let (aggregates, top) = match runner {
         Runner::Embedded => {
@@ -479,19 +512,25 @@ async fn embedded(
         inputs.push(format!("rating store ({} ratings)", stored.len()));
         records.extend(stored);
     }
-    let (bronze, objects, bad_lines) =
-        read_bronze(lake, &config.aws.s3.bronze_prefix, selection, &mut seq).await?;
+    let before = records.len();
+    let (objects, bad_lines) = read_bronze(
+        lake,
+        &config.aws.s3.bronze_prefix,
+        selection,
+        &mut seq,
+        &mut records,
+    )
+    .await?;
     inputs.push(format!(
         "bronze {} ({} events in {objects} objects{})",
         selection.describe(),
-        bronze.len(),
+        records.len() - before,
         if bad_lines > 0 {
             format!(", {bad_lines} bad lines skipped")
         } else {
             String::new()
         }
     ));
-    records.extend(bronze);
     run.source = format!("lake {}: {}", lake.url(), inputs.join(", "));
     let records_read = records.len() as u64;
     stage(run, "read", records_read, clock, inputs.join(", "));
@@ -537,41 +576,46 @@ async fn embedded(
     let clock = Instant::now();
     let catalogue: std::collections::HashMap<u64, Movie> =
         catalogue.iter().map(|m| (m.movie_id, m.clone())).collect();
+    let part = |i: usize| format!("part-{i:05}.parquet");
+    let one = |bytes| vec![(part(0), bytes)];
     let datasets = [
         (
             layout.ratings,
-            tables::ratings_table(&latest)?,
+            tables::ratings_parts(&latest)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, bytes)| (part(i), bytes))
+                .collect::<Vec<_>>(),
             latest.len(),
         ),
         (
             layout.user_features,
-            tables::features_table("user_id", &aggregates.users, days)?,
+            one(tables::features_table("user_id", &aggregates.users, days)?),
             aggregates.users.len(),
         ),
         (
             layout.movie_features,
-            tables::features_table("movie_id", &aggregates.movies, days)?,
+            one(tables::features_table(
+                "movie_id",
+                &aggregates.movies,
+                days,
+            )?),
             aggregates.movies.len(),
         ),
         (
             layout.top_movies,
-            tables::top_movies_table(&top, &catalogue, days)?,
+            one(tables::top_movies_table(&top, &catalogue, days)?),
             top.movies.len(),
         ),
     ];
     let mut written = Vec::new();
     let mut rows_written = 0;
-    for (prefix, bytes, rows) in datasets {
+    for (prefix, files, rows) in datasets {
         written.push(format!("{prefix} {rows}"));
         rows_written += rows as u64;
-        lake.publish_dataset(
-            &prefix,
-            run_id,
-            vec![("part-00000.parquet".into(), bytes)],
-            rows as u64,
-        )
-        .await
-        .with_context(|| format!("cannot write {}/{prefix}", lake.url()))?;
+        lake.publish_dataset(&prefix, run_id, files, rows as u64)
+            .await
+            .with_context(|| format!("cannot write {}/{prefix}", lake.url()))?;
     }
     stage(
         run,

@@ -99,3 +99,139 @@ pub async fn import_movielens(
         seconds: started.elapsed().as_secs_f64(),
     })
 }
+
+/// What an import into the lake wrote.
+pub struct LakeImportSummary {
+    pub movies: u64,
+    pub ratings: u64,
+    pub objects: u64,
+    pub malformed: u64,
+    pub first_malformed: Vec<Malformed>,
+    pub lake: String,
+    pub seconds: f64,
+}
+
+impl LakeImportSummary {
+    pub fn print(&self) {
+        println!(
+            "imported {} movies (dataset silver/movies) and {} ratings into the bronze layer of {} \
+             ({} Parquet objects, one per date) in {:.1}s; run `movierec batch run` to use them",
+            self.movies, self.ratings, self.lake, self.objects, self.seconds
+        );
+        if self.malformed > 0 {
+            println!("skipped {} malformed lines; the first:", self.malformed);
+            for m in &self.first_malformed {
+                println!("  {m}");
+            }
+        }
+    }
+}
+
+/// A folder name as a key part: letters, digits, `-` and `_`.
+fn key_name(dir: &Path) -> String {
+    let name: String = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "movielens".into()
+    } else {
+        name
+    }
+}
+
+/// Imports a MovieLens folder into the lake (aws mode, where there is no
+/// rating store): the ratings become bronze events, one Parquet object per
+/// date (`date=D/import-<FOLDER>.parquet`, the silver ratings' schema, file
+/// order), and the movies the `silver/movies` dataset the batch takes its
+/// catalogue from. Re-running rewrites the same objects; rows repeated by an
+/// import after a compaction change nothing (the batch keeps the latest
+/// rating per pair).
+pub async fn import_movielens_to_lake(
+    config: &movierec_config::Config,
+    dir: &Path,
+    strict: bool,
+) -> Result<LakeImportSummary> {
+    use movierec_batch::RatingRecord;
+    use movierec_batch::parquet_tables::{catalogue_table, ratings_table};
+    let started = std::time::Instant::now();
+    let lake = movierec_lake::Lake::open(&config.lake_root(), &config.aws)?;
+    let layout = movielens::detect_layout(dir)?;
+    let mut movies = Vec::new();
+    let movie_report = movielens::read_movies(dir, layout, strict, |m| movies.push(m))?;
+
+    let total = movielens::ratings_file_size(dir, layout)?;
+    let bar = crate::progress::bytes(total, "ratings");
+    let (dir_owned, reader_bar) = (dir.to_path_buf(), bar.clone());
+    let (by_date, report) = tokio::task::spawn_blocking(move || {
+        let mut by_date: std::collections::BTreeMap<String, Vec<RatingRecord>> = Default::default();
+        let mut last = 0;
+        let report = movielens::read_ratings(
+            &dir_owned,
+            layout,
+            strict,
+            |bytes| {
+                reader_bar.inc(bytes.saturating_sub(last));
+                last = bytes;
+            },
+            |row| {
+                by_date
+                    .entry(row.timestamp.date())
+                    .or_default()
+                    .push(RatingRecord {
+                        user: row.user_id,
+                        movie: row.movie_id,
+                        ts_ms: row.timestamp.millis(),
+                        half_stars: row.rating.half_stars(),
+                        seq: 0,
+                    });
+            },
+        );
+        report.map(|r| (by_date, r))
+    })
+    .await??;
+    bar.finish_and_clear();
+
+    let name = key_name(dir);
+    let bronze = config.aws.s3.bronze_prefix.trim_matches('/');
+    let mut ratings = 0u64;
+    let objects = by_date.len() as u64;
+    for (date, records) in &by_date {
+        let key = format!("{bronze}/date={date}/import-{name}.parquet");
+        ratings += records.len() as u64;
+        lake.put(&key, ratings_table(records)?)
+            .await
+            .with_context(|| format!("cannot write {}/{key}", lake.url()))?;
+    }
+    let catalogue = format!("{}/movies", config.aws.s3.silver_prefix.trim_matches('/'));
+    let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    lake.publish_dataset(
+        &catalogue,
+        &run_id,
+        vec![("part-00000.parquet".into(), catalogue_table(&movies)?)],
+        movies.len() as u64,
+    )
+    .await
+    .with_context(|| format!("cannot write {}/{catalogue}", lake.url()))?;
+    let mut first_malformed = movie_report.first_malformed;
+    first_malformed.extend(report.first_malformed);
+    first_malformed.truncate(10);
+    Ok(LakeImportSummary {
+        movies: movie_report.rows,
+        ratings,
+        objects,
+        malformed: movie_report.malformed + report.malformed,
+        first_malformed,
+        lake: lake.url().to_string(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

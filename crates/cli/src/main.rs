@@ -63,19 +63,6 @@ fn load_config(cli: &Cli) -> Result<Loaded> {
     Ok(loaded)
 }
 
-/// Importing MovieLens into aws mode (and so `up`) does not exist yet; say so plainly.
-fn require_sqlite(config: &Config, command: &str) -> Result<()> {
-    if config.storage_mode == StorageMode::Aws {
-        bail!(
-            "`{command}` with storage_mode \"aws\" is not available yet. In aws mode, `setup-aws`, \
-             `consume` and `serve` (Kafka -> S3 bronze layer + DynamoDB features), `batch run` (S3 \
-             lake) and `teardown-aws` work; import and up run on storage_mode \"sqlite\" \
-             (MOVIEREC_STORAGE_MODE=sqlite)."
-        );
-    }
-    Ok(())
-}
-
 async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Config {
@@ -194,7 +181,12 @@ async fn run(cli: Cli) -> Result<()> {
             command: ImportCommand::Movielens { dir, strict },
         } => {
             let config = load_config(&cli)?.config;
-            require_sqlite(&config, "import")?;
+            if config.storage_mode == StorageMode::Aws {
+                import::import_movielens_to_lake(&config, dir, *strict)
+                    .await?
+                    .print();
+                return Ok(());
+            }
             let store = movierec_store::SqliteRatingStore::open(&config.sqlite.path).await?;
             let summary = import::import_movielens(&store, dir, *strict).await?;
             summary.print();
@@ -364,8 +356,10 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Up { movielens } => {
             let config = load_config(&cli)?.config;
-            require_sqlite(&config, "up")?;
-            serve::up(&config, movielens.as_deref()).await
+            match config.storage_mode {
+                StorageMode::Sqlite => serve::up(&config, movielens.as_deref()).await,
+                StorageMode::Aws => serve::up_aws(&config, movielens.as_deref()).await,
+            }
         }
     }
     .context_for(&cli)

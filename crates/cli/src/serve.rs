@@ -340,6 +340,63 @@ pub async fn serve(config: &Config) -> Result<()> {
     serve_with(config, store, serving).await
 }
 
+/// The synthetic sample `up` uses on a first start, made once under data.dir.
+async fn sample_data(config: &Config) -> Result<std::path::PathBuf> {
+    let sample = config.data.dir.join("sample");
+    if !sample.join("ratings.csv").exists() {
+        tracing::info!(
+            "first start: generating synthetic sample data in {}",
+            sample.display()
+        );
+        let params = movierec_datasets::synth::SynthParams {
+            ratings: config.data.sample_ratings,
+            users: config.data.sample_users,
+            movies: config.data.sample_movies,
+            seed: config.data.sample_seed,
+        };
+        let out = sample.clone();
+        tokio::task::spawn_blocking(move || {
+            movierec_datasets::synth::generate(&params, &out, true)
+        })
+        .await??;
+    }
+    Ok(sample)
+}
+
+/// `up` in aws mode: the bucket and tables (setup-aws, idempotent), data
+/// into the S3 lake (the given MovieLens folder, or the synthetic sample on
+/// a first start, when the bronze layer is empty), the batch, then `serve`.
+pub async fn up_aws(config: &Config, movielens: Option<&Path>) -> Result<()> {
+    let aws = movierec_aws::Aws::connect(&config.aws).await?;
+    for step in aws.setup(false).await? {
+        tracing::info!("setup-aws: {step}");
+    }
+    let lake = movierec_lake::Lake::open(&config.lake_root(), &config.aws)?;
+    let bronze = format!("{}/", config.aws.s3.bronze_prefix.trim_matches('/'));
+    let data = match movielens {
+        Some(dir) => Some(dir.to_path_buf()),
+        None if lake.live_files(&bronze).await?.is_empty() => Some(sample_data(config).await?),
+        None => None,
+    };
+    if let Some(dir) = data {
+        crate::import::import_movielens_to_lake(config, &dir, false)
+            .await?
+            .print();
+    }
+    let serving = ServingDb::connect(&config.serving.database_url).await?;
+    let run = crate::batch::run_batch(
+        config,
+        &crate::batch::Selection::All,
+        &crate::batch::Runner::Embedded,
+        None,
+        &serving,
+    )
+    .await?;
+    crate::batch::print_run(&run);
+    serving.close().await;
+    serve_aws(config).await
+}
+
 /// `up`: data on first start, the batch, then the server until Ctrl-C.
 pub async fn up(config: &Config, movielens: Option<&Path>) -> Result<()> {
     let store = SqliteRatingStore::open(&config.sqlite.path).await?;
@@ -350,24 +407,7 @@ pub async fn up(config: &Config, movielens: Option<&Path>) -> Result<()> {
             .await?
             .print();
     } else if store.rating_count().await? == 0 {
-        let sample = config.data.dir.join("sample");
-        if !sample.join("ratings.csv").exists() {
-            tracing::info!(
-                "first start: generating synthetic sample data in {}",
-                sample.display()
-            );
-            let params = movierec_datasets::synth::SynthParams {
-                ratings: config.data.sample_ratings,
-                users: config.data.sample_users,
-                movies: config.data.sample_movies,
-                seed: config.data.sample_seed,
-            };
-            let out = sample.clone();
-            tokio::task::spawn_blocking(move || {
-                movierec_datasets::synth::generate(&params, &out, true)
-            })
-            .await??;
-        }
+        let sample = sample_data(config).await?;
         crate::import::import_movielens(&store, &sample, false)
             .await?
             .print();

@@ -812,3 +812,94 @@ fn emr_submit_adds_a_cluster_mode_step_with_its_plan_in_s3_and_waits_for_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn in_aws_mode_import_puts_movielens_into_the_s3_lake_for_the_batch() {
+    let work = workdir();
+    let (config, lake) = aws_lake(work.path(), "import");
+    let dir = movielens("ml-latest-small");
+    let output = run_ok(aws_env(
+        movierec(work.path())
+            .arg("--config")
+            .arg(&config)
+            .args(["import", "movielens"])
+            .arg(&dir),
+    ));
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        printed.contains("100836 ratings into the bronze layer"),
+        "{printed}"
+    );
+    // Twice: the same objects, rewritten.
+    run_ok(aws_env(
+        movierec(work.path())
+            .arg("--config")
+            .arg(&config)
+            .args(["import", "movielens"])
+            .arg(&dir),
+    ));
+    let keys = live_keys(&lake);
+    assert!(
+        keys.iter()
+            .all(|k| k.ends_with("/import-ml-latest-small.parquet")),
+        "{keys:?}"
+    );
+    let printed = batch(work.path(), &config, &[]);
+    assert!(
+        printed.contains("batch succeeded: 100836 ratings"),
+        "{printed}"
+    );
+    let serving = work.path().join("serving.db");
+    assert_same_top(
+        &published_top(&serving),
+        &reference_top(&read_ratings(&dir), 20, 50),
+    );
+    // The catalogue came with it: titles, not placeholders.
+    let titles = sqlx_titles(&serving);
+    assert!(
+        titles
+            .iter()
+            .any(|t| t == "Shawshank Redemption, The (1994)"),
+        "{titles:?}"
+    );
+    assert!(!titles.iter().any(|t| t.contains("not in the catalogue")));
+}
+
+fn sqlx_titles(db: &Path) -> Vec<String> {
+    use sqlx::Connection;
+    runtime().block_on(async {
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT title FROM app_movie")
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+    })
+}
+
+#[test]
+fn in_aws_mode_up_sets_up_imports_a_sample_runs_the_batch_and_serves() {
+    let work = workdir();
+    let (config, lake) = aws_lake(work.path(), "up");
+    let envs = [
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ("MOVIEREC_DATA__SAMPLE_RATINGS", "5000".to_string()),
+        ("MOVIEREC_DATA__SAMPLE_USERS", "100".to_string()),
+        ("MOVIEREC_DATA__SAMPLE_MOVIES", "60".to_string()),
+    ];
+    let config = config.display().to_string();
+    let server = start(work.path(), &["--config", &config, "up"], &envs);
+    let (status, health) = get(&server.base, "/health");
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["storage_mode"], "aws");
+    let (_, top) = get(&server.base, "/api/recommendations/top");
+    assert!(top["total"].as_u64().unwrap() > 0, "{top}");
+    let keys = live_keys(&lake);
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k.ends_with("/import-sample.parquet")),
+        "the sample went into the bronze layer: {keys:?}"
+    );
+}

@@ -67,12 +67,49 @@ impl RatingEvent {
         if payload.len() > MAX_EVENT_BYTES {
             return Err(InvalidEvent::Oversized(payload.len()));
         }
+        match Self::from_plain_json(payload) {
+            Some(event) => Ok(event),
+            None => Self::from_json_value(payload),
+        }
+    }
+
+    fn from_json_value(payload: &[u8]) -> Result<Self, InvalidEvent> {
         let value: Value =
             serde_json::from_slice(payload).map_err(|e| InvalidEvent::BadJson(e.to_string()))?;
         let Value::Object(object) = value else {
             return Err(InvalidEvent::NotAnObject);
         };
         Self::from_object(&object)
+    }
+
+    /// The common case, several times faster than going through a
+    /// `serde_json::Value` map: typed fields, the timestamp as an unescaped
+    /// string. `None` whenever anything differs (other types, nulls,
+    /// duplicate keys, escapes, a bad value): then the full path decides,
+    /// with its error, so both paths accept exactly the same events.
+    fn from_plain_json(payload: &[u8]) -> Option<Self> {
+        #[derive(serde::Deserialize)]
+        struct Plain<'a> {
+            user_id: u64,
+            movie_id: u64,
+            rating: f64,
+            timestamp: &'a str,
+            #[serde(default)]
+            event_id: Option<&'a str>,
+        }
+        let plain: Plain = serde_json::from_slice(payload).ok()?;
+        let id = |id: u64| (1..=MAX_ID).contains(&id).then_some(id);
+        Some(Self {
+            user_id: id(plain.user_id)?,
+            movie_id: id(plain.movie_id)?,
+            rating: Rating::from_f64(plain.rating).ok()?,
+            timestamp: EventTime::parse(plain.timestamp).ok()?,
+            event_id: match plain.event_id {
+                None => None,
+                Some("") => return None,
+                Some(id) => Some(id.to_string()),
+            },
+        })
     }
 
     fn from_object(object: &Map<String, Value>) -> Result<Self, InvalidEvent> {
@@ -160,6 +197,39 @@ fn id_field(object: &Map<String, Value>, name: &'static str) -> Result<u64, Inva
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_path_accepts_and_refuses_exactly_what_the_full_path_does() {
+        let payloads: &[&str] = &[
+            r#"{"user_id": 123, "movie_id": 456, "rating": 4.5, "timestamp": "2025-03-15T10:30:00"}"#,
+            r#"{"movie_id":8,"rating":4.5,"timestamp":"2025-03-15T10:30:00Z","user_id":7}"#,
+            r#"{"movie_id":8,"rating":4,"timestamp":"2025-03-15T10:30:00Z","user_id":7,"event_id":"e1"}"#,
+            r#"{"movie_id":8,"rating":4,"timestamp":"2025-03-15T10:30:00Z","user_id":7,"event_id":""}"#,
+            r#"{"movie_id":8,"rating":4,"timestamp":"2025-03-15T10:30:00Z","user_id":7,"event_id":null}"#,
+            r#"{"movie_id":8,"rating":4,"timestamp":"2025-03-15T10:30:00Z","user_id":7,"event_id":5}"#,
+            r#"{"movie_id":8,"rating":4,"timestamp":1742034600,"user_id":7}"#,
+            r#"{"movie_id":8,"rating":4,"timestamp":"2025-03-15T10:30:00Z","user_id":0}"#,
+            r#"{"movie_id":8,"rating":4,"timestamp":"2025-03-15T10:30:00Z","user_id":9223372036854775808}"#,
+            r#"{"movie_id":8,"rating":4.25,"timestamp":"2025-03-15T10:30:00Z","user_id":7}"#,
+            r#"{"movie_id":8,"rating":"4","timestamp":"2025-03-15T10:30:00Z","user_id":7}"#,
+            r#"{"movie_id":8,"rating":4,"timestamp":"not a time","user_id":7}"#,
+            r#"{"movie_id":8,"rating":4,"timestamp":"2025-03-15T10:30:00Z","user_id":7,"user_id":9}"#,
+            r#"{"movie_id":8,"rating":4,"timestamp":"2025-03-15T10:30:00\u005a","user_id":7}"#,
+            r#"{"movie_id":8.0,"rating":4,"timestamp":"2025-03-15T10:30:00Z","user_id":7}"#,
+            r#"{"movie_id":null,"rating":4,"timestamp":"2025-03-15T10:30:00Z","user_id":7}"#,
+            r#"{"rating":4,"timestamp":"2025-03-15T10:30:00Z","user_id":7}"#,
+            r#"{"movie_id":8,"rating":4,"timestamp":"2025-03-15T10:30:00Z","user_id":7,"extra":[1,2]}"#,
+            r#"[1,2,3]"#,
+            r#"{"movie_id":8,"#,
+        ];
+        for payload in payloads {
+            assert_eq!(
+                RatingEvent::from_json(payload.as_bytes()),
+                RatingEvent::from_json_value(payload.as_bytes()),
+                "{payload}"
+            );
+        }
+    }
 
     #[test]
     fn accepts_the_spec_example() {
