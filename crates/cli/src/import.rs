@@ -1,4 +1,5 @@
 use anyhow::{Context, Result};
+use futures_util::{StreamExt, TryStreamExt};
 use movierec_datasets::movielens::{self, Malformed};
 use movierec_store::{RatingStore, StoredRating};
 use std::path::Path;
@@ -203,15 +204,23 @@ pub async fn import_movielens_to_lake(
 
     let name = key_name(dir);
     let bronze = config.aws.s3.bronze_prefix.trim_matches('/');
-    let mut ratings = 0u64;
+    let ratings = by_date.values().map(|r| r.len() as u64).sum::<u64>();
     let objects = by_date.len() as u64;
-    for (date, records) in &by_date {
-        let key = format!("{bronze}/date={date}/import-{name}.parquet");
-        ratings += records.len() as u64;
-        lake.put(&key, ratings_table(records)?)
-            .await
-            .with_context(|| format!("cannot write {}/{key}", lake.url()))?;
-    }
+    // History spans thousands of dates: 16 PUTs in flight.
+    let lake_ref = &lake;
+    futures_util::stream::iter(by_date.iter())
+        .map(|(date, records)| {
+            let key = format!("{bronze}/date={date}/import-{name}.parquet");
+            async move {
+                lake_ref
+                    .put(&key, ratings_table(records)?)
+                    .await
+                    .with_context(|| format!("cannot write {}/{key}", lake_ref.url()))
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
     let catalogue = format!("{}/movies", config.aws.s3.silver_prefix.trim_matches('/'));
     let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
     lake.publish_dataset(

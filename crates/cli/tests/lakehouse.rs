@@ -503,26 +503,34 @@ fn gold(lake: &Lake) -> Vec<(u64, f64, u64)> {
     rows.into_iter().map(|(_, m, s, c)| (m, s, c)).collect()
 }
 
+/// Silver and gold read back from a lake, to compare runs.
+type Outputs = (Silver, Vec<(u64, f64, u64)>);
+
+fn outputs(lake: &Lake) -> Outputs {
+    (silver(lake).0, gold(lake))
+}
+
 /// Two engines' silver and gold agree: rows exactly, floats within 1e-9.
 fn assert_same_outputs(embedded: &Lake, spark: &Lake) {
-    let (a, _) = silver(embedded);
-    let (b, _) = silver(spark);
+    assert_same(&outputs(embedded), &outputs(spark));
+}
+
+fn assert_same((a, x): &Outputs, (b, y): &Outputs) {
     assert_eq!(a.ratings, b.ratings, "silver ratings");
-    for (name, x, y) in [
+    for (name, p, q) in [
         ("user", &a.users, &b.users),
         ("movie", &a.movies, &b.movies),
     ] {
-        assert_eq!(x.len(), y.len(), "{name} features: row count");
-        for (id, &(count, avg, std, last)) in x {
-            let (c2, a2, s2, l2) = y[id];
+        assert_eq!(p.len(), q.len(), "{name} features: row count");
+        for (id, &(count, avg, std, last)) in p {
+            let (c2, a2, s2, l2) = q[id];
             assert_eq!((count, last), (c2, l2), "{name} {id}");
             assert!((avg - a2).abs() < 1e-9, "{name} {id} avg: {avg} vs {a2}");
             assert!((std - s2).abs() < 1e-9, "{name} {id} std: {std} vs {s2}");
         }
     }
-    let (x, y) = (gold(embedded), gold(spark));
     assert_eq!(x.len(), y.len(), "gold rows");
-    for (rank, (p, q)) in x.iter().zip(&y).enumerate() {
+    for (rank, (p, q)) in x.iter().zip(y).enumerate() {
         assert_eq!((p.0, p.2), (q.0, q.2), "gold rank {}", rank + 1);
         assert!((p.1 - q.1).abs() < 1e-9, "gold rank {} score", rank + 1);
     }
@@ -863,6 +871,15 @@ fn in_aws_mode_import_puts_movielens_into_the_s3_lake_for_the_batch() {
         "{titles:?}"
     );
     assert!(!titles.iter().any(|t| t.contains("not in the catalogue")));
+
+    // ml-latest-small from the S3 lake on Spark too: the same silver and gold.
+    let embedded = outputs(&lake);
+    let printed = batch(work.path(), &config, &["--engine", "spark"]);
+    assert!(
+        printed.contains("batch succeeded: 100836 ratings"),
+        "{printed}"
+    );
+    assert_same(&embedded, &outputs(&lake));
 }
 
 fn sqlx_titles(db: &Path) -> Vec<String> {
@@ -886,7 +903,7 @@ fn in_aws_mode_up_sets_up_imports_a_sample_runs_the_batch_and_serves() {
         ("AWS_ACCESS_KEY_ID", "test".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        ("MOVIEREC_DATA__SAMPLE_RATINGS", "5000".to_string()),
+        ("MOVIEREC_DATA__SAMPLE_RATINGS", "2000".to_string()),
         ("MOVIEREC_DATA__SAMPLE_USERS", "100".to_string()),
         ("MOVIEREC_DATA__SAMPLE_MOVIES", "60".to_string()),
     ];

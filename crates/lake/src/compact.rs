@@ -20,6 +20,7 @@
 
 use crate::{Entry, Lake, Result};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -209,18 +210,32 @@ impl Lake {
             }
             let before = self.manifest_keys(prefix).await?;
             let mut vanished = false;
-            for entry in self.live_files(prefix).await? {
-                if !keep(&entry.key) {
-                    continue;
-                }
-                match self.get(&entry.key).await? {
-                    Some(bytes) => visit(LiveRead::File(entry.key, bytes)),
+            let entries: Vec<Entry> = self
+                .live_files(prefix)
+                .await?
+                .into_iter()
+                .filter(|e| keep(&e.key))
+                .collect();
+            // Several GETs in flight (an S3 round trip per small object adds
+            // up), in key order, about 64 MiB of them at a time.
+            let average = entries.iter().map(|e| e.size).sum::<u64>() / entries.len().max(1) as u64;
+            let in_flight = ((64u64 << 20) / average.max(1)).clamp(1, 16) as usize;
+            let mut reads = futures_util::stream::iter(entries)
+                .map(|entry| async move {
+                    let bytes = self.get(&entry.key).await;
+                    (entry.key, bytes)
+                })
+                .buffered(in_flight);
+            while let Some((key, bytes)) = reads.next().await {
+                match bytes? {
+                    Some(bytes) => visit(LiveRead::File(key, bytes)),
                     None => {
                         vanished = true;
                         break;
                     }
                 }
             }
+            drop(reads);
             if !vanished && self.manifest_keys(prefix).await? == before {
                 return Ok(());
             }
