@@ -3,6 +3,7 @@
 //! helpers. Every adapter (SQL, Kafka, S3, HTTP) builds on these types, so the
 //! rules in here are the rules of the whole system.
 
+pub mod als;
 pub mod event;
 pub mod features;
 pub mod idempotent;
