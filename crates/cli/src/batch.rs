@@ -31,6 +31,34 @@ pub(crate) fn stage(
     });
 }
 
+/// A new run's id: the UTC time, to the millisecond, so ids sort by time.
+pub(crate) fn new_run_id() -> String {
+    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string()
+}
+
+/// What one run computes from, whichever engine computes it.
+#[derive(Clone, Copy)]
+pub(crate) struct RunInputs<'a> {
+    pub config: &'a Config,
+    pub lake: &'a movierec_lake::Lake,
+    pub selection: &'a Selection,
+    pub store: Option<&'a dyn RatingStore>,
+    pub catalogue: &'a [Movie],
+    pub run_id: &'a str,
+    /// The snapshot date, in days since 1970-01-01.
+    pub days: i32,
+}
+
+impl RunInputs<'_> {
+    /// The snapshot date as YYYY-MM-DD.
+    pub fn snapshot_date(&self) -> String {
+        (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
+            + chrono::Days::new(self.days as u64))
+        .format("%Y-%m-%d")
+        .to_string()
+    }
+}
+
 /// What computes a run.
 #[derive(Debug, Clone)]
 pub enum Runner {
@@ -213,22 +241,6 @@ async fn read_bronze(
     let wanted = |key: &str| selected(&prefix, selection, key);
     let first_seq = *seq;
     let first_record = records.len();
-    // Upper bounds (a JSON event is over 48 bytes, a Parquet row over 2):
-    // reserved pages that are never written cost no memory.
-    let estimate: u64 = lake
-        .live_files(&prefix)
-        .await?
-        .iter()
-        .filter(|e| wanted(&e.key))
-        .map(|e| {
-            if e.key.ends_with(".parquet") {
-                e.size / 2
-            } else {
-                e.size / 48
-            }
-        })
-        .sum();
-    records.reserve(estimate as usize);
     let mut window: Vec<(String, bytes::Bytes)> = Vec::new();
     let mut window_bytes = 0usize;
     let (mut objects, mut bad_lines) = (0usize, 0u64);
@@ -271,12 +283,25 @@ async fn read_bronze(
                     }
                 }
             }
-            LiveRead::Restart => {
+            LiveRead::Listed(entries) => {
                 records.truncate(first_record);
                 window.clear();
                 window_bytes = 0;
                 (objects, bad_lines) = (0, 0);
                 *seq = first_seq;
+                // Upper bounds (a JSON event is over 48 bytes, a Parquet row
+                // over 2): reserved pages that are never written cost no memory.
+                let estimate: u64 = entries
+                    .iter()
+                    .map(|e| {
+                        if e.key.ends_with(".parquet") {
+                            e.size / 2
+                        } else {
+                            e.size / 48
+                        }
+                    })
+                    .sum();
+                records.reserve(estimate as usize);
             }
         }
     })
@@ -297,7 +322,7 @@ async fn compute_and_publish(
     run: &mut BatchRun,
 ) -> Result<()> {
     let lake = movierec_lake::Lake::open(&config.lake_root(), &config.aws)?;
-    let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    let run_id = new_run_id();
     let days = selection.snapshot_days();
     // The catalogue: the rating store's, or (aws mode) the one an import
     // put in the lake.
@@ -317,17 +342,20 @@ async fn compute_and_publish(
             movies
         }
     };
-    let (aggregates, top) = match runner {
-        Runner::Embedded => {
-            embedded(config, &lake, selection, store, &movies, &run_id, days, run).await?
-        }
-        Runner::Spark(target) => {
-            crate::spark::run(
-                config, &lake, selection, store, &movies, &run_id, days, run, target,
-            )
-            .await?
-        }
+    let inputs = RunInputs {
+        config,
+        lake: &lake,
+        selection,
+        store,
+        catalogue: &movies,
+        run_id: &run_id,
+        days,
     };
+    let (aggregates, top) = match runner {
+        Runner::Embedded => embedded(inputs, run).await?,
+        Runner::Spark(target) => crate::spark::run(inputs, run, target).await?,
+    };
+    let snapshot_date = inputs.snapshot_date();
 
     let known: HashSet<u64> = movies.iter().map(|m| m.movie_id).collect();
     let unknown: Vec<Movie> = aggregates
@@ -375,13 +403,14 @@ async fn compute_and_publish(
     if config.storage_mode == movierec_config::StorageMode::Aws {
         let clock = Instant::now();
         let aws = movierec_aws::Aws::connect(&config.aws).await?;
-        let snapshot = (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
-            + chrono::Days::new(days as u64))
-        .format("%Y-%m-%d")
-        .to_string();
         let refresh = aws
             .feature_sink()
-            .refresh_batch_features(&aggregates.users, &aggregates.movies, &snapshot, &run_id)
+            .refresh_batch_features(
+                &aggregates.users,
+                &aggregates.movies,
+                &snapshot_date,
+                &run_id,
+            )
             .await
             .context("cannot refresh the batch features in DynamoDB")?;
         if refresh.differing > 0 {
@@ -471,17 +500,19 @@ pub(crate) fn selected(prefix: &str, selection: &Selection, key: &str) -> bool {
             .is_some_and(|date| selection.includes(date))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn embedded(
-    config: &Config,
-    lake: &movierec_lake::Lake,
-    selection: &Selection,
-    store: Option<&dyn RatingStore>,
-    catalogue: &[Movie],
-    run_id: &str,
-    days: i32,
+    inputs: RunInputs<'_>,
     run: &mut BatchRun,
 ) -> Result<(movierec_batch::Aggregates, movierec_core::TopN)> {
+    let RunInputs {
+        config,
+        lake,
+        selection,
+        store,
+        catalogue,
+        run_id,
+        days,
+    } = inputs;
     use movierec_batch::parquet_tables as tables;
     let params = BayesianParams {
         min_ratings: config.batch.min_ratings,

@@ -24,7 +24,8 @@ pub fn step_args(config: &Config, job: &str, plan: &str) -> Vec<String> {
     args
 }
 
-fn s3_location(lake: &Lake, key: &str) -> String {
+/// Where an EMR cluster finds `key`: EMRFS reads `s3://`, not `s3a://`.
+pub(crate) fn s3_location(lake: &Lake, key: &str) -> String {
     let location = lake.location(key);
     match location.strip_prefix("s3a://") {
         Some(rest) => format!("s3://{rest}"),

@@ -222,7 +222,7 @@ pub async fn import_movielens_to_lake(
         .try_collect::<Vec<()>>()
         .await?;
     let catalogue = format!("{}/movies", config.aws.s3.silver_prefix.trim_matches('/'));
-    let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    let run_id = crate::batch::new_run_id();
     lake.publish_dataset(
         &catalogue,
         &run_id,

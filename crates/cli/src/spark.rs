@@ -6,14 +6,14 @@
 //! movierec switches the manifests and publishes, so both engines leave the
 //! same lake and the same serving tables.
 
-use crate::batch::{Layout, Selection, selected, stage, store_records};
+use crate::batch::{Layout, RunInputs, Selection, selected, stage, store_records};
 use anyhow::{Context, Result, bail};
 use movierec_batch::Aggregates;
 use movierec_batch::parquet_tables as tables;
 use movierec_config::Config;
-use movierec_core::{Movie, TopN};
+use movierec_core::TopN;
 use movierec_lake::Lake;
-use movierec_store::{BatchRun, RatingStore};
+use movierec_store::BatchRun;
 use serde_json::json;
 use std::time::Instant;
 
@@ -39,22 +39,18 @@ struct Planned {
     staged_dir: Option<tempfile::TempDir>,
 }
 
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
-    config: &Config,
-    lake: &Lake,
-    selection: &Selection,
-    store: Option<&dyn RatingStore>,
-    catalogue: &[Movie],
-    run_id: &str,
-    days: i32,
+    inputs: RunInputs<'_>,
     run: &mut BatchRun,
     target: &Target,
 ) -> Result<(Aggregates, TopN)> {
-    let planned = plan_job(
-        config, lake, selection, store, catalogue, run_id, days, run, target,
-    )
-    .await?;
+    let RunInputs {
+        config,
+        lake,
+        run_id,
+        ..
+    } = inputs;
+    let planned = plan_job(inputs, run, target).await?;
     let clock = Instant::now();
     let summary = match target {
         Target::Submit => submit_here(config, &planned.work, run_id, &planned.plan).await,
@@ -106,18 +102,17 @@ pub async fn run(
 }
 
 /// Puts the job's inputs where it reads them and writes its plan.
-#[allow(clippy::too_many_arguments)]
-async fn plan_job(
-    config: &Config,
-    lake: &Lake,
-    selection: &Selection,
-    store: Option<&dyn RatingStore>,
-    catalogue: &[Movie],
-    run_id: &str,
-    days: i32,
-    run: &mut BatchRun,
-    target: &Target,
-) -> Result<Planned> {
+async fn plan_job(inputs: RunInputs<'_>, run: &mut BatchRun, target: &Target) -> Result<Planned> {
+    let RunInputs {
+        config,
+        lake,
+        selection,
+        store,
+        catalogue,
+        run_id,
+        ..
+    } = inputs;
+    let snapshot_date = inputs.snapshot_date();
     let layout = Layout::new(config);
     let staging = format!("staging/run={run_id}");
     let mut inputs = Vec::new();
@@ -132,10 +127,10 @@ async fn plan_job(
         );
     }
     let locate = |work: &Lake, key: &str| {
-        let location = work.location(key);
-        match location.strip_prefix("s3a://") {
-            Some(rest) if emr => format!("s3://{rest}"),
-            _ => location,
+        if emr {
+            crate::emr::s3_location(work, key)
+        } else {
+            work.location(key)
         }
     };
 
@@ -227,8 +222,6 @@ async fn plan_job(
     );
 
     let output = |prefix: &str| locate(&work, &format!("{prefix}/run={run_id}"));
-    let snapshot = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
-        + chrono::Days::new(days as u64);
     let plan = json!({
         "ratings": ratings,
         "bronze": bronze,
@@ -244,7 +237,7 @@ async fn plan_job(
         },
         "min_ratings": config.batch.min_ratings,
         "top_n": config.batch.top_n,
-        "snapshot_date": snapshot.format("%Y-%m-%d").to_string(),
+        "snapshot_date": snapshot_date,
     });
     Ok(Planned {
         plan,

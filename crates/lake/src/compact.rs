@@ -45,9 +45,11 @@ pub struct CompactOptions {
 /// What [`Lake::visit_live`] hands its visitor.
 #[derive(Debug)]
 pub enum LiveRead {
+    /// The files about to be read, at the start of every attempt: a visitor
+    /// forgets what an earlier attempt gave it (a compaction committed
+    /// during that read) and may size its buffers from these.
+    Listed(Vec<Entry>),
     File(String, Bytes),
-    /// A compaction committed during the read: start over.
-    Restart,
 }
 
 /// Turns a group of same-type files into one file, rows in input order.
@@ -189,14 +191,14 @@ impl Lake {
         let mut out = Vec::new();
         self.visit_live(prefix, keep, &mut |read| match read {
             LiveRead::File(key, bytes) => out.push((key, bytes)),
-            LiveRead::Restart => out.clear(),
+            LiveRead::Listed(_) => out.clear(),
         })
         .await?;
         Ok(out)
     }
 
     /// [`Lake::read_live`] one file at a time, in key order, so a reader
-    /// holds one file's bytes, not the layer's. On [`LiveRead::Restart`] the
+    /// holds one file's bytes, not the layer's. On [`LiveRead::Listed`] the
     /// visitor must forget every file it was given before.
     pub async fn visit_live(
         &self,
@@ -204,10 +206,7 @@ impl Lake {
         keep: &(dyn Fn(&str) -> bool + Sync),
         visit: &mut (dyn FnMut(LiveRead) + Send),
     ) -> Result<()> {
-        for attempt in 0..20 {
-            if attempt > 0 {
-                visit(LiveRead::Restart);
-            }
+        for _ in 0..20 {
             let before = self.manifest_keys(prefix).await?;
             let mut vanished = false;
             let entries: Vec<Entry> = self
@@ -216,6 +215,7 @@ impl Lake {
                 .into_iter()
                 .filter(|e| keep(&e.key))
                 .collect();
+            visit(LiveRead::Listed(entries.clone()));
             // Several GETs in flight (an S3 round trip per small object adds
             // up), in key order, about 64 MiB of them at a time.
             let average = entries.iter().map(|e| e.size).sum::<u64>() / entries.len().max(1) as u64;
