@@ -23,6 +23,46 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         movielens: Option<PathBuf>,
     },
+    /// Evaluate the personalized models and the baselines on a split of a
+    /// MovieLens-format dataset: rating error, top-K quality, timings.
+    Eval {
+        /// A MovieLens folder (ml-100k, ml-latest-small, ml-25m, …) or `movierec data synth` output.
+        #[arg(long, value_name = "DIR")]
+        dataset: PathBuf,
+        /// random:FRACTION:SEED, temporal[:FRACTION], stratified:FRACTION:SEED or ml100k-folds.
+        #[arg(long, default_value = "random:0.9:42")]
+        split: movierec_core::eval::Split,
+        /// Models beside the baselines (global mean, biases, popularity): als, ials.
+        #[arg(long, value_delimiter = ',', default_value = "als,ials")]
+        models: Vec<String>,
+        /// Length of the top-K lists the ranking metrics score.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Override models.als.rank.
+        #[arg(long)]
+        als_rank: Option<usize>,
+        /// Override models.als.lambda.
+        #[arg(long)]
+        als_lambda: Option<f64>,
+        /// Override models.als.iterations.
+        #[arg(long)]
+        als_iterations: Option<usize>,
+        /// Override models.ranking.rank.
+        #[arg(long)]
+        ranking_rank: Option<usize>,
+        /// Override models.ranking.lambda.
+        #[arg(long)]
+        ranking_lambda: Option<f64>,
+        /// Override models.ranking.alpha.
+        #[arg(long)]
+        ranking_alpha: Option<f64>,
+        /// Override models.ranking.iterations.
+        #[arg(long)]
+        ranking_iterations: Option<usize>,
+        /// Print the results as JSON (every fold and the means) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the HTTP API only (data must have been published by a batch).
     Serve,
     /// Inspect the configuration.
@@ -138,6 +178,7 @@ impl Command {
         match self {
             Self::Up { .. } => "up",
             Self::Serve => "serve",
+            Self::Eval { .. } => "eval",
             Self::Config { .. } => "config",
             Self::Data { .. } => "data",
             Self::Import { .. } => "import",

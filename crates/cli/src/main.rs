@@ -4,6 +4,7 @@ mod batch;
 mod cli;
 mod compact;
 mod emr;
+mod eval;
 mod import;
 mod ingest;
 mod progress;
@@ -344,6 +345,43 @@ async fn run(cli: Cli) -> Result<()> {
             println!("teardown at {}:", aws.endpoint());
             for step in aws.teardown().await? {
                 println!("  {step}");
+            }
+            Ok(())
+        }
+        Command::Eval {
+            dataset,
+            split,
+            models,
+            k,
+            als_rank,
+            als_lambda,
+            als_iterations,
+            ranking_rank,
+            ranking_lambda,
+            ranking_alpha,
+            ranking_iterations,
+            json,
+        } => {
+            let mut config = load_config(&cli)?.config.models;
+            let (als, ranking) = (&mut config.als, &mut config.ranking);
+            als.rank = als_rank.unwrap_or(als.rank);
+            als.lambda = als_lambda.unwrap_or(als.lambda);
+            als.iterations = als_iterations.unwrap_or(als.iterations);
+            ranking.rank = ranking_rank.unwrap_or(ranking.rank);
+            ranking.lambda = ranking_lambda.unwrap_or(ranking.lambda);
+            ranking.alpha = ranking_alpha.unwrap_or(ranking.alpha);
+            ranking.iterations = ranking_iterations.unwrap_or(ranking.iterations);
+            let request = eval::EvalRequest {
+                dataset: dataset.clone(),
+                split: *split,
+                k: *k,
+                models: models.clone(),
+            };
+            let result = tokio::task::block_in_place(|| eval::run(&request, &config))?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                print!("{}", eval::table(&result));
             }
             Ok(())
         }

@@ -25,8 +25,82 @@ pub struct Config {
     pub aws: AwsConfig,
     pub serving: ServingConfig,
     pub batch: BatchConfig,
+    pub models: ModelsConfig,
     pub lake: LakeConfig,
     pub data: DataConfig,
+}
+
+/// The personalized models the batch trains after the top-N, and that
+/// `movierec eval` evaluates (SPEC §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Train the models in every batch run.
+    pub enabled: bool,
+    /// Recommendations kept per user in `gold/user-recommendations/`.
+    pub recommendations_per_user: usize,
+    /// Similar movies kept per movie in `gold/similar-movies/`.
+    pub similar_per_movie: usize,
+    /// The rating model: explicit ALS with biases.
+    pub als: AlsConfig,
+    /// The ranking model behind top-N lists: implicit ALS.
+    pub ranking: RankingConfig,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            recommendations_per_user: 20,
+            similar_per_movie: 20,
+            als: AlsConfig::default(),
+            ranking: RankingConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlsConfig {
+    pub rank: usize,
+    pub iterations: usize,
+    /// Regularization per rating of the row (weighted-λ).
+    pub lambda: f64,
+    pub seed: u64,
+}
+
+impl Default for AlsConfig {
+    fn default() -> Self {
+        Self {
+            rank: 50,
+            iterations: 15,
+            lambda: 0.12,
+            seed: 42,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RankingConfig {
+    pub rank: usize,
+    pub iterations: usize,
+    pub lambda: f64,
+    /// Confidence of a rated cell over an unrated one.
+    pub alpha: f64,
+    pub seed: u64,
+}
+
+impl Default for RankingConfig {
+    fn default() -> Self {
+        Self {
+            rank: 64,
+            iterations: 15,
+            lambda: 5.0,
+            alpha: 2.0,
+            seed: 42,
+        }
+    }
 }
 
 /// Where the bronze, silver and gold layers live (SPEC §4). The layer
@@ -510,6 +584,31 @@ impl Config {
                 "batch.top_n",
                 "expected a positive integer, e.g. 1000".into(),
             );
+        }
+        let m = &self.models;
+        for (key, value) in [
+            (
+                "models.recommendations_per_user",
+                m.recommendations_per_user,
+            ),
+            ("models.similar_per_movie", m.similar_per_movie),
+            ("models.als.rank", m.als.rank),
+            ("models.als.iterations", m.als.iterations),
+            ("models.ranking.rank", m.ranking.rank),
+            ("models.ranking.iterations", m.ranking.iterations),
+        ] {
+            if value == 0 {
+                return fail(key, "expected a positive integer".into());
+            }
+        }
+        for (key, value) in [
+            ("models.als.lambda", m.als.lambda),
+            ("models.ranking.lambda", m.ranking.lambda),
+            ("models.ranking.alpha", m.ranking.alpha),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                return fail(key, format!("expected a positive number, not {value}"));
+            }
         }
         if self.storage_mode == StorageMode::Aws {
             if self.aws.s3.bucket.trim().is_empty() {

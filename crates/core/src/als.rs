@@ -39,6 +39,7 @@ impl Default for AlsParams {
 /// A trained model: ids sorted ascending, factors row-major with the bias last.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlsModel {
+    pub params: AlsParams,
     pub rank: usize,
     pub global_mean: f64,
     pub users: Vec<u64>,
@@ -78,9 +79,48 @@ impl Rows {
     }
 }
 
-/// Solves every row of `solve` against the fixed `other` factors. `other_bias`
-/// picks whose bias is part of the target: the fixed side's bias is
-/// subtracted from the rating, the solved side's comes out as the last entry.
+/// Solves one row against the fixed `other` factors: the fixed side's bias
+/// is subtracted from each rating, the solved side's comes out as the last
+/// entry of `out`. An empty row solves to zeros (no evidence, no deviation).
+fn solve_row(
+    row: &[(u32, f64)],
+    other: &[f64],
+    out: &mut [f64],
+    k: usize,
+    params: &AlsParams,
+    mean: f64,
+) {
+    if row.is_empty() {
+        out.fill(0.0);
+        return;
+    }
+    let width = k + 1;
+    let mut a = DMatrix::<f64>::zeros(width, width);
+    let mut b = DVector::<f64>::zeros(width);
+    let mut y = DVector::<f64>::zeros(width);
+    for &(j, r) in row {
+        let f = &other[j as usize * width..(j as usize + 1) * width];
+        // y = [factors of j, 1]; the target leaves out j's own bias.
+        y.as_mut_slice()[..k].copy_from_slice(&f[..k]);
+        y[k] = 1.0;
+        let target = r - mean - f[k];
+        a.syger(1.0, &y, &y, 1.0);
+        b.axpy(target, &y, 1.0);
+    }
+    a.fill_upper_triangle_with_lower_triangle(); // syger writes the lower half
+    let n = row.len() as f64;
+    for d in 0..k {
+        a[(d, d)] += params.lambda * n;
+    }
+    a[(k, k)] += params.bias_lambda * n;
+    let x = a
+        .cholesky()
+        .expect("λ·n on the diagonal makes the system positive definite")
+        .solve(&b);
+    out.copy_from_slice(x.as_slice());
+}
+
+/// Solves every row of `solve` against the fixed `other` factors, in parallel.
 fn half_step(
     rows: &Rows,
     other: &[f64],
@@ -89,40 +129,10 @@ fn half_step(
     params: &AlsParams,
     mean: f64,
 ) {
-    let width = k + 1;
     solve
-        .par_chunks_mut(width)
+        .par_chunks_mut(k + 1)
         .enumerate()
-        .for_each(|(i, out)| {
-            let row = rows.row(i);
-            if row.is_empty() {
-                out.fill(0.0);
-                return;
-            }
-            let mut a = DMatrix::<f64>::zeros(width, width);
-            let mut b = DVector::<f64>::zeros(width);
-            let mut y = DVector::<f64>::zeros(width);
-            for &(j, r) in row {
-                let f = &other[j as usize * width..(j as usize + 1) * width];
-                // y = [factors of j, 1]; the target leaves out j's own bias.
-                y.as_mut_slice()[..k].copy_from_slice(&f[..k]);
-                y[k] = 1.0;
-                let target = r - mean - f[k];
-                a.syger(1.0, &y, &y, 1.0);
-                b.axpy(target, &y, 1.0);
-            }
-            a.fill_upper_triangle_with_lower_triangle(); // syger writes the lower half
-            let n = row.len() as f64;
-            for d in 0..k {
-                a[(d, d)] += params.lambda * n;
-            }
-            a[(k, k)] += params.bias_lambda * n;
-            let x = a
-                .cholesky()
-                .expect("λ·n on the diagonal makes the system positive definite")
-                .solve(&b);
-            out.copy_from_slice(x.as_slice());
-        });
+        .for_each(|(i, out)| solve_row(rows.row(i), other, out, k, params, mean));
 }
 
 /// Trains on (user, item, rating) triples.
@@ -178,6 +188,7 @@ pub fn train(ratings: &[(u64, u64, f64)], params: &AlsParams) -> AlsModel {
         );
     }
     AlsModel {
+        params: *params,
         rank: k,
         global_mean,
         users,
@@ -217,6 +228,49 @@ impl AlsModel {
                 .sum::<f64>();
         }
         score.clamp(0.5, 5.0)
+    }
+
+    /// A user vector (factors then bias) from that user's ratings alone, the
+    /// items' side held fixed: the same solve as a training half-step, so a
+    /// user's new ratings count without retraining. Unknown items are skipped.
+    pub fn fold_in(&self, ratings: &[(u64, f64)]) -> Vec<f64> {
+        let row: Vec<(u32, f64)> = ratings
+            .iter()
+            .filter_map(|&(item, r)| self.items.binary_search(&item).ok().map(|j| (j as u32, r)))
+            .collect();
+        let mut out = vec![0.0; self.rank + 1];
+        solve_row(
+            &row,
+            &self.item_factors,
+            &mut out,
+            self.rank,
+            &self.params,
+            self.global_mean,
+        );
+        out
+    }
+
+    /// The trained vector of a user, if the user was in the training data.
+    pub fn user_vector(&self, user: u64) -> Option<&[f64]> {
+        let width = self.rank + 1;
+        let i = self.users.binary_search(&user).ok()?;
+        Some(&self.user_factors[i * width..(i + 1) * width])
+    }
+
+    /// Predicted ratings of every item (in `items` order) for a user vector
+    /// from [`Self::user_vector`] or [`Self::fold_in`], unclamped: ranking
+    /// needs the order, not the rating scale.
+    pub fn scores(&self, user_vector: &[f64], out: &mut [f64]) {
+        let width = self.rank + 1;
+        let k = self.rank;
+        for (score, item) in out.iter_mut().zip(self.item_factors.chunks_exact(width)) {
+            let dot: f64 = user_vector[..k]
+                .iter()
+                .zip(&item[..k])
+                .map(|(a, b)| a * b)
+                .sum();
+            *score = self.global_mean + user_vector[k] + item[k] + dot;
+        }
     }
 
     /// Root mean squared error over (user, item, rating) triples.

@@ -1,11 +1,16 @@
 //! Domain logic of movierec with no I/O: rating events and their validation,
 //! exact feature accumulators, the Bayesian weighted scorer and movie metadata
-//! helpers. Every adapter (SQL, Kafka, S3, HTTP) builds on these types, so the
+//! helpers, and the recommendation models (explicit ALS for ratings, implicit
+//! ALS for top-N lists) with the splits and metrics that evaluate them. Every adapter (SQL, Kafka, S3, HTTP) builds on these types, so the
 //! rules in here are the rules of the whole system.
 
 pub mod als;
+pub mod baseline;
+pub mod eval;
 pub mod event;
+pub mod experiment;
 pub mod features;
+pub mod ials;
 pub mod idempotent;
 pub mod ingest;
 pub mod movie;

@@ -299,9 +299,27 @@ pub fn read_ratings(
     layout: Layout,
     strict: bool,
     on_progress: impl FnMut(u64),
+    on_rating: impl FnMut(RatingRow),
+) -> Result<ReadReport, DatasetError> {
+    read_ratings_file(
+        &dir.join(layout.ratings_file()),
+        layout,
+        strict,
+        on_progress,
+        on_rating,
+    )
+}
+
+/// [`read_ratings`] of any file in a layout's ratings format, such as
+/// ML-100K's fold files `u1.base` … `u5.test`.
+pub fn read_ratings_file(
+    path: &Path,
+    layout: Layout,
+    strict: bool,
+    on_progress: impl FnMut(u64),
     mut on_rating: impl FnMut(RatingRow),
 ) -> Result<ReadReport, DatasetError> {
-    let path = dir.join(layout.ratings_file());
+    let path = path.to_path_buf();
     let mut report = ReadReport::default();
     for_each_line(&path, on_progress, |number, bytes| {
         let is_header = layout == Layout::Csv && number == 1 && bytes.starts_with(b"userId");
