@@ -301,6 +301,39 @@ impl FeatureSink {
         Ok(items)
     }
 
+    /// A user's current ratings, (movie, rating), from the ratings table:
+    /// what fold-in starts from in aws mode.
+    pub async fn user_ratings(&self, user_id: u64) -> Result<Vec<(u64, f64)>, StoreError> {
+        let table = &self.ratings;
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(table)
+                .key_condition_expression("user_id = :u")
+                .expression_attribute_values(":u", n(user_id))
+                .projection_expression("movie_id, rating_half")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sink_error(classify(e, &self.endpoint, "dynamodb:Query", table)))?;
+            for item in page.items() {
+                if let (Some(movie), Some(half)) = (
+                    number::<u64>(item, "movie_id"),
+                    number::<u8>(item, "rating_half"),
+                ) {
+                    out.push((movie, f64::from(half) / 2.0));
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// The stored rating rows of `pairs`; `origin` only for rows written from `topic`.
     async fn read_rows(
         &self,

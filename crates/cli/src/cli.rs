@@ -32,8 +32,8 @@ pub enum Command {
         /// random:FRACTION:SEED, temporal[:FRACTION], stratified:FRACTION:SEED or ml100k-folds.
         #[arg(long, default_value = "random:0.9:42")]
         split: movierec_core::eval::Split,
-        /// Models beside the baselines (global mean, biases, popularity): als, ials.
-        #[arg(long, value_delimiter = ',', default_value = "als,ials")]
+        /// Models beside the baselines (global mean, biases, popularity): als, bpmf, ials.
+        #[arg(long, value_delimiter = ',', default_value = "als,bpmf,ials")]
         models: Vec<String>,
         /// Length of the top-K lists the ranking metrics score.
         #[arg(long, default_value_t = 10)]

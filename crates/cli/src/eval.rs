@@ -4,6 +4,7 @@
 use anyhow::{Context, Result, bail};
 use movierec_config::ModelsConfig;
 use movierec_core::als::AlsParams;
+use movierec_core::bpmf::BpmfParams;
 use movierec_core::eval::{Fold, Interaction, Split, split};
 use movierec_core::experiment::{ModelReport, ModelSpec, evaluate_fold, mean_report};
 use movierec_core::ials::IalsParams;
@@ -31,7 +32,7 @@ pub struct EvalResult {
     pub mean: Vec<ModelReport>,
 }
 
-pub const MODEL_NAMES: [&str; 2] = ["als", "ials"];
+pub const MODEL_NAMES: [&str; 3] = ["als", "bpmf", "ials"];
 
 pub fn model_specs(names: &[String], config: &ModelsConfig) -> Result<Vec<ModelSpec>> {
     let mut specs = vec![
@@ -42,6 +43,7 @@ pub fn model_specs(names: &[String], config: &ModelsConfig) -> Result<Vec<ModelS
     for name in names {
         specs.push(match name.as_str() {
             "als" => ModelSpec::Als(als_params(config)),
+            "bpmf" => ModelSpec::Bpmf(bpmf_params(config)),
             "ials" => ModelSpec::Ials(ials_params(config)),
             other => bail!(
                 "unknown model `{other}`; expected one of {} (the baselines always run)",
@@ -63,14 +65,27 @@ pub fn als_params(config: &ModelsConfig) -> AlsParams {
     }
 }
 
+pub fn bpmf_params(config: &ModelsConfig) -> BpmfParams {
+    let c = &config.bpmf;
+    BpmfParams {
+        rank: c.rank,
+        burn_in: c.burn_in,
+        samples: c.samples,
+        thin: c.thin,
+        seed: c.seed,
+        ..BpmfParams::default()
+    }
+}
+
 pub fn ials_params(config: &ModelsConfig) -> IalsParams {
     let c = &config.ranking;
     IalsParams {
-        rank: c.rank,
+        factors: c.rank,
         iterations: c.iterations,
-        lambda: c.lambda,
+        regularization: c.lambda,
         alpha: c.alpha,
         seed: c.seed,
+        ..IalsParams::default()
     }
 }
 

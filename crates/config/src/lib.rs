@@ -41,8 +41,12 @@ pub struct ModelsConfig {
     pub recommendations_per_user: usize,
     /// Similar movies kept per movie in `gold/similar-movies/`.
     pub similar_per_movie: usize,
-    /// The rating model: explicit ALS with biases.
+    /// Which rating model the batch trains: `bpmf` (the most accurate) or `als`.
+    pub rating_model: RatingModel,
+    /// Explicit ALS with biases.
     pub als: AlsConfig,
+    /// Bayesian matrix factorization with biases, by Gibbs sampling.
+    pub bpmf: BpmfConfig,
     /// The ranking model behind top-N lists: implicit ALS.
     pub ranking: RankingConfig,
 }
@@ -53,8 +57,42 @@ impl Default for ModelsConfig {
             enabled: true,
             recommendations_per_user: 20,
             similar_per_movie: 20,
+            rating_model: RatingModel::Bpmf,
             als: AlsConfig::default(),
+            bpmf: BpmfConfig::default(),
             ranking: RankingConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RatingModel {
+    Bpmf,
+    Als,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BpmfConfig {
+    pub rank: usize,
+    /// Gibbs sweeps discarded before samples are kept.
+    pub burn_in: usize,
+    /// Posterior samples kept and averaged (memory: samples × (users + movies) × (rank + 1) floats).
+    pub samples: usize,
+    /// Sweeps between kept samples.
+    pub thin: usize,
+    pub seed: u64,
+}
+
+impl Default for BpmfConfig {
+    fn default() -> Self {
+        Self {
+            rank: 10,
+            burn_in: 20,
+            samples: 100,
+            thin: 2,
+            seed: 42,
         }
     }
 }
@@ -86,7 +124,7 @@ pub struct RankingConfig {
     pub rank: usize,
     pub iterations: usize,
     pub lambda: f64,
-    /// Confidence of a rated cell over an unrated one.
+    /// Confidence of a rated cell: 1 + α·ln(1 + rating); unrated cells have 1.
     pub alpha: f64,
     pub seed: u64,
 }
@@ -96,7 +134,7 @@ impl Default for RankingConfig {
         Self {
             rank: 64,
             iterations: 15,
-            lambda: 5.0,
+            lambda: 30.0,
             alpha: 2.0,
             seed: 42,
         }
@@ -594,6 +632,9 @@ impl Config {
             ("models.similar_per_movie", m.similar_per_movie),
             ("models.als.rank", m.als.rank),
             ("models.als.iterations", m.als.iterations),
+            ("models.bpmf.rank", m.bpmf.rank),
+            ("models.bpmf.samples", m.bpmf.samples),
+            ("models.bpmf.thin", m.bpmf.thin),
             ("models.ranking.rank", m.ranking.rank),
             ("models.ranking.iterations", m.ranking.iterations),
         ] {

@@ -4,6 +4,7 @@
 
 use crate::als::{self, AlsParams};
 use crate::baseline::{self, BiasModel, Popularity};
+use crate::bpmf::{self, BpmfParams};
 use crate::eval::{Fold, RankingMetrics, ranking_metrics, rating_errors, top_k};
 use crate::ials::{self, IalsParams};
 use rayon::prelude::*;
@@ -22,6 +23,9 @@ pub enum ModelSpec {
     Popularity,
     /// Explicit ALS with biases: the rating model.
     Als(AlsParams),
+    /// Bayesian matrix factorization (Gibbs sampling): the most accurate
+    /// rating model.
+    Bpmf(BpmfParams),
     /// Implicit ALS: the ranking model.
     Ials(IalsParams),
 }
@@ -33,6 +37,7 @@ impl ModelSpec {
             Self::Biases => "biases",
             Self::Popularity => "popularity",
             Self::Als(_) => "als",
+            Self::Bpmf(_) => "bpmf",
             Self::Ials(_) => "ials",
         }
     }
@@ -86,6 +91,7 @@ enum Trained {
     Biases(BiasModel),
     Popularity,
     Als(als::AlsModel),
+    Bpmf(bpmf::BpmfModel),
     Ials(ials::IalsModel),
 }
 
@@ -162,6 +168,7 @@ fn train(spec: &ModelSpec, ctx: &Context) -> Trained {
         ModelSpec::Biases => Trained::Biases(BiasModel::train(&ctx.train)),
         ModelSpec::Popularity => Trained::Popularity,
         ModelSpec::Als(params) => Trained::Als(als::train(&ctx.train, params)),
+        ModelSpec::Bpmf(params) => Trained::Bpmf(bpmf::train(&ctx.train, params)),
         ModelSpec::Ials(params) => Trained::Ials(ials::train(&ctx.train, params)),
     }
 }
@@ -188,6 +195,7 @@ pub fn evaluate_fold(fold: &Fold, specs: &[ModelSpec], k: usize) -> Vec<ModelRep
                 Trained::GlobalMean(m) => errors(&|_, _| m.clamp(0.5, 5.0)),
                 Trained::Biases(b) => errors(&|u, i| b.predict(u, i)),
                 Trained::Als(a) => errors(&|u, i| a.predict(u, i)),
+                Trained::Bpmf(b) => errors(&|u, i| b.predict(u, i)),
                 Trained::Popularity | Trained::Ials(_) => (None, None),
             };
             let ranking = match &model {
@@ -207,9 +215,24 @@ pub fn evaluate_fold(fold: &Fold, specs: &[ModelSpec], k: usize) -> Vec<ModelRep
                     }
                     None => false,
                 })),
+                Trained::Bpmf(b) => Some(rank_all(&ctx, k, |user, out| {
+                    if b.users.binary_search(&user).is_err() {
+                        return false;
+                    }
+                    for (s, &item) in out.iter_mut().zip(&ctx.catalogue) {
+                        *s = b.predict_raw(user, item);
+                    }
+                    true
+                })),
                 Trained::Ials(m) => Some(rank_all(&ctx, k, |user, out| {
                     debug_assert_eq!(m.items, ctx.catalogue);
-                    m.score_user(user, out)
+                    match m.score_user(user) {
+                        Some(scores) => {
+                            out.copy_from_slice(&scores);
+                            true
+                        }
+                        None => false,
+                    }
                 })),
             };
             ModelReport {

@@ -1,312 +1,790 @@
-//! Implicit-feedback ALS (Hu, Koren & Volinsky 2008): the ranking model.
+//! Implicit-feedback ALS (Hu, Koren & Volinsky 2008).
 //!
-//! Every (user, item) cell is a preference p = 1 if the user rated the item
-//! and 0 otherwise, weighted by a confidence c = 1 + α for rated cells and 1
-//! for the rest. Minimizing Σ c (p − xᵤ·yᵢ)² + λ(‖x‖² + ‖y‖²) over all
-//! cells ranks what a user is likely to watch next, which is what a top-N
-//! list is for; explicit rating models rank poorly (see docs/EVALUATION.md).
-//! The Gram matrix YᵀY of the fixed side makes each row's solve cost depend
-//! on its own ratings only: (YᵀY + α Σᵢ yᵢyᵢᵀ + λI) x = (1 + α) Σᵢ yᵢ.
-//! The same solve folds in a user from their current ratings in
-//! milliseconds, without retraining.
+//! Every known (user, item) pair has preference 1 and confidence c >= 1; all
+//! other pairs have preference 0 and confidence 1.  Minimises
+//!   sum_{u,i} c_ui (p_ui - x_u.y_i)^2 + reg (|x_u|^2 + |y_i|^2)
+//! by alternating exact (Cholesky) or conjugate-gradient row solves using the
+//! precomputed Gram matrix YᵀY.  Deterministic for a seed: every row is solved
+//! independently (rayon only decides who solves it) and Gram matrices are
+//! reduced over fixed chunks in a fixed order.
+//!
+//! After the last iteration the user factors are re-solved exactly against the
+//! final item factors, so `score_user(u)` and `fold_in(items of u)` run the
+//! same computation and agree.
 
-use nalgebra::{DMatrix, DVector};
+use nalgebra::{DMatrixView, DMatrixViewMut};
 use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
+use std::time::Instant;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Rows with at least this many entries use the gemm Gram update.
+const GEMM_MIN_ROWS: usize = 24;
+const GEMM_BLOCK: usize = 512;
+
+/// How a rating r becomes a confidence c.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Confidence {
+    /// c = 1 + alpha (ratings ignored).
+    Binary,
+    /// c = 1 + alpha * r.
+    Linear,
+    /// c = 1 + alpha * ln(1 + r / eps).
+    Log { eps: f64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Solver {
+    /// Exact normal-equation solve per row: O(n_u k² + k³).
+    Cholesky,
+    /// `steps` warm-started conjugate-gradient steps per row: O(steps (n_u k + k²)).
+    ConjugateGradient { steps: usize },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct IalsParams {
-    pub rank: usize,
-    pub iterations: usize,
-    pub lambda: f64,
-    /// Confidence of an observed cell over an unobserved one.
+    pub factors: usize,
+    pub regularization: f64,
     pub alpha: f64,
+    pub confidence: Confidence,
+    pub iterations: usize,
+    pub solver: Solver,
+    /// Standard deviation of the Normal(0, ·) initial factors.
+    pub init_std: f64,
     pub seed: u64,
 }
 
 impl Default for IalsParams {
+    /// Best measured configuration on ML-100K (see REPORT.md).
     fn default() -> Self {
-        Self {
-            rank: 64,
-            iterations: 15,
-            lambda: 5.0,
+        IalsParams {
+            factors: 64,
+            regularization: 30.0,
             alpha: 2.0,
+            confidence: Confidence::Log { eps: 1.0 },
+            iterations: 15,
+            solver: Solver::ConjugateGradient { steps: 3 },
+            init_std: 0.01,
             seed: 42,
         }
     }
 }
 
-/// A trained model: ids sorted ascending, factors row-major.
-#[derive(Debug, Clone, PartialEq)]
+impl IalsParams {
+    fn confidence_of(&self, r: f64) -> f64 {
+        match self.confidence {
+            Confidence::Binary => 1.0 + self.alpha,
+            Confidence::Linear => 1.0 + self.alpha * r,
+            Confidence::Log { eps } => 1.0 + self.alpha * (1.0 + r / eps).ln(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
 pub struct IalsModel {
-    pub params: IalsParams,
-    pub users: Vec<u64>,
+    /// Sorted item ids; score vectors are indexed like this.
     pub items: Vec<u64>,
-    /// `users.len() × rank`.
-    pub user_factors: Vec<f64>,
-    /// `items.len() × rank`.
+    /// Sorted user ids known at training time.
+    pub users: Vec<u64>,
+    pub params: IalsParams,
+    /// n_items × k, row-major.
     pub item_factors: Vec<f64>,
+    /// n_users × k, row-major.
+    pub user_factors: Vec<f64>,
+    /// YᵀY of the final item factors (k × k, full), kept for fold-in.
+    pub yty: Vec<f64>,
+    /// Train items of each user (index CSR), for excluding seen items.
+    pub user_ptr: Vec<usize>,
+    pub user_items: Vec<u32>,
+    /// Wall seconds of each iteration (both half-steps), then the final user pass.
+    pub iteration_seconds: Vec<f64>,
 }
 
-/// Column indices of each row (the other side's positions).
-struct Rows {
-    start: Vec<usize>,
-    cols: Vec<u32>,
-}
-
-impl Rows {
-    fn new(n: usize, pairs: &[(u32, u32)]) -> Self {
-        let mut start = vec![0usize; n + 1];
-        for &(row, _) in pairs {
-            start[row as usize + 1] += 1;
-        }
-        for i in 0..n {
-            start[i + 1] += start[i];
-        }
-        let mut fill = start.clone();
-        let mut cols = vec![0u32; start[n]];
-        for &(row, col) in pairs {
-            cols[fill[row as usize]] = col;
-            fill[row as usize] += 1;
-        }
-        Self { start, cols }
-    }
-
-    fn row(&self, i: usize) -> &[u32] {
-        &self.cols[self.start[i]..self.start[i + 1]]
-    }
-}
-
-fn gram(factors: &[f64], k: usize) -> DMatrix<f64> {
-    // Per-thread partial sums: the Gram matrix is the one dense product.
-    let partial = factors
-        .par_chunks(k * 1024)
-        .map(|block| {
-            let mut g = DMatrix::<f64>::zeros(k, k);
-            for row in block.chunks_exact(k) {
-                let y = DVector::from_column_slice(row);
-                g.syger(1.0, &y, &y, 1.0);
+/// Deterministic Gram matrix FᵀF (full, k × k) of an n × k row-major matrix.
+pub fn gram(f: &[f64], k: usize) -> Vec<f64> {
+    const ROWS: usize = 512;
+    let parts: Vec<Vec<f64>> = f
+        .par_chunks(k * ROWS)
+        .map(|chunk| {
+            let mut g = vec![0.0; k * k];
+            for row in chunk.chunks_exact(k) {
+                for p in 0..k {
+                    let rp = row[p];
+                    let gr = &mut g[p * k..p * k + p + 1];
+                    for (gq, &rq) in gr.iter_mut().zip(&row[..p + 1]) {
+                        *gq += rp * rq;
+                    }
+                }
             }
             g
         })
-        .reduce(|| DMatrix::<f64>::zeros(k, k), |a, b| a + b);
-    let mut g = partial;
-    g.fill_upper_triangle_with_lower_triangle();
+        .collect();
+    let mut g = vec![0.0; k * k];
+    for part in parts {
+        for (a, b) in g.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
+    for p in 0..k {
+        for q in 0..p {
+            g[q * k + p] = g[p * k + q];
+        }
+    }
     g
 }
 
-/// One row's solve against the fixed side; an empty row gives zeros.
-fn solve_row(cols: &[u32], other: &[f64], gram: &DMatrix<f64>, out: &mut [f64], p: &IalsParams) {
-    let k = p.rank;
-    if cols.is_empty() {
-        out.fill(0.0);
+struct Scratch {
+    a: Vec<f64>,
+    b: Vec<f64>,
+    r: Vec<f64>,
+    p: Vec<f64>,
+    ap: Vec<f64>,
+    /// Gathered rows sqrt(c-1)·y_j for the blocked (gemm) Gram update.
+    g: Vec<f64>,
+}
+
+impl Scratch {
+    fn new(k: usize) -> Self {
+        Scratch {
+            a: vec![0.0; k * k],
+            b: vec![0.0; k],
+            r: vec![0.0; k],
+            p: vec![0.0; k],
+            ap: vec![0.0; k],
+            g: Vec::new(),
+        }
+    }
+}
+
+/// In-place Cholesky of the lower triangle of `a` (k × k row-major), then solves
+/// a x = b into `x`.  `a`'s upper triangle is ignored.
+fn cholesky_solve(a: &mut [f64], b: &[f64], x: &mut [f64], k: usize) {
+    for i in 0..k {
+        for j in 0..=i {
+            let (ri, rj) = (i * k, j * k);
+            let s = a[ri + j] - dot(&a[ri..ri + j], &a[rj..rj + j]);
+            if i == j {
+                a[ri + i] = s.max(1e-12).sqrt();
+            } else {
+                a[ri + j] = s / a[rj + j];
+            }
+        }
+    }
+    // L z = b
+    for i in 0..k {
+        x[i] = (b[i] - dot(&a[i * k..i * k + i], &x[..i])) / a[i * k + i];
+    }
+    // Lᵀ x = z
+    for i in (0..k).rev() {
+        let mut s = x[i];
+        for m in i + 1..k {
+            s -= a[m * k + i] * x[m];
+        }
+        x[i] = s / a[i * k + i];
+    }
+}
+
+/// Exact solve of one row: (YᵀY + Σ (c-1) y yᵀ + reg I) x = Σ c y.
+fn solve_row_exact(
+    y: &[f64],
+    yty: &[f64],
+    k: usize,
+    reg: f64,
+    row: &[(usize, f64)],
+    s: &mut Scratch,
+    x: &mut [f64],
+) {
+    s.a.copy_from_slice(yty);
+    for d in 0..k {
+        s.a[d * k + d] += reg;
+    }
+    s.b.iter_mut().for_each(|v| *v = 0.0);
+    if row.len() >= GEMM_MIN_ROWS && row.iter().all(|r| r.1 >= 1.0) {
+        // A += Gᵀ G with G the gathered rows sqrt(c-1)·y_j, blocked through
+        // matrixmultiply (SIMD kernel); b = Σ c y_j.
+        for block in row.chunks(GEMM_BLOCK) {
+            s.g.clear();
+            for &(j, c) in block {
+                let yj = &y[j * k..j * k + k];
+                let w = (c - 1.0).max(0.0).sqrt();
+                for (b, &v) in s.b.iter_mut().zip(yj) {
+                    *b += c * v;
+                }
+                s.g.extend(yj.iter().map(|v| w * v));
+            }
+            let n = block.len();
+            let g = DMatrixView::from_slice_with_strides(&s.g, n, k, k, 1);
+            let gt = DMatrixView::from_slice_with_strides(&s.g, k, n, 1, k);
+            DMatrixViewMut::from_slice(&mut s.a, k, k).gemm(1.0, &gt, &g, 1.0);
+        }
+        cholesky_solve(&mut s.a, &s.b, x, k);
         return;
     }
-    let mut a = gram.clone();
-    let mut b = DVector::<f64>::zeros(k);
-    let mut y = DVector::<f64>::zeros(k);
-    for &j in cols {
-        y.as_mut_slice()
-            .copy_from_slice(&other[j as usize * k..(j as usize + 1) * k]);
-        a.syger(p.alpha, &y, &y, 1.0);
-        b.axpy(1.0 + p.alpha, &y, 1.0);
+    for &(j, c) in row {
+        let yj = &y[j * k..j * k + k];
+        let w = c - 1.0;
+        for p in 0..k {
+            s.b[p] += c * yj[p];
+            let wp = w * yj[p];
+            let ar = &mut s.a[p * k..p * k + p + 1];
+            for (aq, &yq) in ar.iter_mut().zip(&yj[..p + 1]) {
+                *aq += wp * yq;
+            }
+        }
     }
-    a.fill_upper_triangle_with_lower_triangle();
-    for d in 0..k {
-        a[(d, d)] += p.lambda;
-    }
-    let x = a
-        .cholesky()
-        .expect("λ > 0 on the diagonal keeps the system positive definite")
-        .solve(&b);
-    out.copy_from_slice(x.as_slice());
+    cholesky_solve(&mut s.a, &s.b, x, k);
 }
 
-fn half_step(rows: &Rows, other: &[f64], solve: &mut [f64], p: &IalsParams) {
-    let g = gram(other, p.rank);
-    solve
-        .par_chunks_mut(p.rank)
-        .enumerate()
-        .for_each(|(i, out)| solve_row(rows.row(i), other, &g, out, p));
+/// Dot product with 8 independent accumulators (vectorises; fixed order, so deterministic).
+#[inline]
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
 }
 
-/// Trains on (user, item, rating) triples; only which cells are rated counts.
-pub fn train(ratings: &[(u64, u64, f64)], params: &IalsParams) -> IalsModel {
-    assert!(params.lambda > 0.0, "λ must be positive");
-    let k = params.rank;
-    let mut users: Vec<u64> = ratings.iter().map(|r| r.0).collect();
-    users.sort_unstable();
-    users.dedup();
-    let mut items: Vec<u64> = ratings.iter().map(|r| r.1).collect();
-    items.sort_unstable();
-    items.dedup();
-    let index = |ids: &[u64], id: u64| ids.binary_search(&id).expect("indexed above") as u32;
-    let mut pairs: Vec<(u32, u32)> = ratings
+/// A v = (YᵀY + reg I) v + Σ (c-1)(y.v) y, written into `out`.
+fn apply_a(
+    y: &[f64],
+    yty: &[f64],
+    k: usize,
+    reg: f64,
+    row: &[(usize, f64)],
+    v: &[f64],
+    out: &mut [f64],
+) {
+    for p in 0..k {
+        out[p] = dot(&yty[p * k..p * k + k], v) + reg * v[p];
+    }
+    for &(j, c) in row {
+        let yj = &y[j * k..j * k + k];
+        let w = (c - 1.0) * dot(yj, v);
+        for (o, &yq) in out.iter_mut().zip(yj) {
+            *o += w * yq;
+        }
+    }
+}
+
+/// Warm-started CG (as in the `implicit` library) from the current `x`.
+#[allow(clippy::too_many_arguments)] // the hot loop's inputs, kept flat on purpose
+fn solve_row_cg(
+    y: &[f64],
+    yty: &[f64],
+    k: usize,
+    reg: f64,
+    row: &[(usize, f64)],
+    steps: usize,
+    s: &mut Scratch,
+    x: &mut [f64],
+) {
+    // r = b - A x
+    apply_a(y, yty, k, reg, row, x, &mut s.ap);
+    s.r.iter_mut().zip(&s.ap).for_each(|(r, a)| *r = -a);
+    for &(j, c) in row {
+        let yj = &y[j * k..j * k + k];
+        for (r, &yq) in s.r.iter_mut().zip(yj) {
+            *r += c * yq;
+        }
+    }
+    s.p.copy_from_slice(&s.r);
+    let mut rs_old = dot(&s.r, &s.r);
+    for _ in 0..steps {
+        if rs_old < 1e-20 {
+            break;
+        }
+        apply_a(y, yty, k, reg, row, &s.p, &mut s.ap);
+        let alpha = rs_old / dot(&s.p, &s.ap);
+        for (((xq, rq), &pq), &apq) in x.iter_mut().zip(&mut s.r).zip(&s.p).zip(&s.ap) {
+            *xq += alpha * pq;
+            *rq -= alpha * apq;
+        }
+        let rs_new = dot(&s.r, &s.r);
+        let beta = rs_new / rs_old;
+        for (pq, &rq) in s.p.iter_mut().zip(&s.r) {
+            *pq = rq + beta * *pq;
+        }
+        rs_old = rs_new;
+    }
+}
+
+/// Re-solves every row of `x` (n × k) against the fixed other side `y`.
+#[allow(clippy::too_many_arguments)]
+fn solve_side(
+    x: &mut [f64],
+    y: &[f64],
+    k: usize,
+    ptr: &[usize],
+    idx: &[u32],
+    conf: &[f64],
+    reg: f64,
+    solver: Solver,
+) {
+    let yty = gram(y, k);
+    x.par_chunks_mut(k).enumerate().for_each_init(
+        || (Scratch::new(k), Vec::<(usize, f64)>::new()),
+        |(s, row), (u, xu)| {
+            row.clear();
+            row.extend((ptr[u]..ptr[u + 1]).map(|p| (idx[p] as usize, conf[p])));
+            match solver {
+                Solver::Cholesky => solve_row_exact(y, &yty, k, reg, row, s, xu),
+                Solver::ConjugateGradient { steps } => {
+                    solve_row_cg(y, &yty, k, reg, row, steps, s, xu)
+                }
+            }
+        },
+    );
+}
+
+/// Trains on (user id, item id, rating) triples; a repeated (user, item) pair
+/// keeps its last rating.
+pub fn train(interactions: &[(u64, u64, f64)], params: &IalsParams) -> IalsModel {
+    let data = Indexed::new(interactions);
+    let k = params.factors;
+    let (n_users, n_items) = (data.users.len(), data.items.len());
+    let u_conf: Vec<f64> = data
+        .user_ratings
         .iter()
-        .map(|&(u, i, _)| (index(&users, u), index(&items, i)))
+        .map(|&r| params.confidence_of(r))
         .collect();
-    pairs.sort_unstable();
-    pairs.dedup(); // a pair rated twice is still one observed cell
-    let by_user = Rows::new(users.len(), &pairs);
-    let flipped: Vec<(u32, u32)> = pairs.iter().map(|&(u, i)| (i, u)).collect();
-    let by_item = Rows::new(items.len(), &flipped);
+    let (i_ptr, i_idx, i_r) = data.transpose();
+    let i_conf: Vec<f64> = i_r.iter().map(|&r| params.confidence_of(r)).collect();
 
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(params.seed);
-    let normal = Normal::new(0.0, 0.01).expect("a valid deviation");
-    let mut init = |n: usize| -> Vec<f64> { (0..n * k).map(|_| normal.sample(&mut rng)).collect() };
-    let mut user_factors = init(users.len());
-    let mut item_factors = init(items.len());
+    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+    let normal = Normal::new(0.0, params.init_std).expect("init_std must be finite and >= 0");
+    let mut uf: Vec<f64> = (0..n_users * k).map(|_| normal.sample(&mut rng)).collect();
+    let mut itf: Vec<f64> = (0..n_items * k).map(|_| normal.sample(&mut rng)).collect();
+
+    let mut iteration_seconds = Vec::new();
     for _ in 0..params.iterations {
-        half_step(&by_user, &item_factors, &mut user_factors, params);
-        half_step(&by_item, &user_factors, &mut item_factors, params);
+        let t = Instant::now();
+        solve_side(
+            &mut itf,
+            &uf,
+            k,
+            &i_ptr,
+            &i_idx,
+            &i_conf,
+            params.regularization,
+            params.solver,
+        );
+        solve_side(
+            &mut uf,
+            &itf,
+            k,
+            &data.user_ptr,
+            &data.user_items,
+            &u_conf,
+            params.regularization,
+            params.solver,
+        );
+        iteration_seconds.push(t.elapsed().as_secs_f64());
     }
+    // Final exact user pass, identical to fold-in.
+    let t = Instant::now();
+    solve_side(
+        &mut uf,
+        &itf,
+        k,
+        &data.user_ptr,
+        &data.user_items,
+        &u_conf,
+        params.regularization,
+        Solver::Cholesky,
+    );
+    iteration_seconds.push(t.elapsed().as_secs_f64());
+    let yty = gram(&itf, k);
     IalsModel {
+        items: data.items,
+        users: data.users,
         params: *params,
-        users,
-        items,
-        user_factors,
-        item_factors,
+        item_factors: itf,
+        user_factors: uf,
+        yty,
+        user_ptr: data.user_ptr,
+        user_items: data.user_items,
+        iteration_seconds,
     }
 }
 
 impl IalsModel {
-    /// The Gram matrix of the item factors, for [`Self::fold_in_with`]:
-    /// compute it once per model, not once per request.
-    pub fn item_gram(&self) -> DMatrix<f64> {
-        gram(&self.item_factors, self.params.rank)
+    pub fn item_index(&self, item: u64) -> Option<usize> {
+        self.items.binary_search(&item).ok()
     }
 
-    /// A user vector from the items the user rated (unknown ones skipped).
-    pub fn fold_in_with(&self, gram: &DMatrix<f64>, rated: &[u64]) -> Vec<f64> {
-        let mut cols: Vec<u32> = rated
-            .iter()
-            .filter_map(|item| self.items.binary_search(item).ok().map(|j| j as u32))
+    pub fn user_index(&self, user: u64) -> Option<usize> {
+        self.users.binary_search(&user).ok()
+    }
+
+    fn scores_for(&self, x: &[f64]) -> Vec<f64> {
+        let k = self.params.factors;
+        self.item_factors
+            .chunks_exact(k)
+            .map(|y| dot(y, x))
+            .collect()
+    }
+
+    /// Scores of every item (model item order) for a training user.
+    pub fn score_user(&self, user: u64) -> Option<Vec<f64>> {
+        let u = self.user_index(user)?;
+        let k = self.params.factors;
+        Some(self.scores_for(&self.user_factors[u * k..u * k + k]))
+    }
+
+    /// Item indices the training user interacted with.
+    pub fn train_items(&self, user: u64) -> Vec<usize> {
+        match self.user_index(user) {
+            Some(u) => self.user_items[self.user_ptr[u]..self.user_ptr[u + 1]]
+                .iter()
+                .map(|&i| i as usize)
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// User vector for an arbitrary set of (item id, rating), item factors fixed.
+    /// Unknown items are ignored; an empty set gives the zero vector.
+    pub fn fold_in_vector(&self, rated: &[(u64, f64)]) -> Vec<f64> {
+        let k = self.params.factors;
+        let row: Vec<(usize, f64)> = map_rated(&self.items, rated)
+            .into_iter()
+            .map(|(i, r)| (i, self.params.confidence_of(r)))
             .collect();
-        cols.sort_unstable();
-        cols.dedup();
-        let mut out = vec![0.0; self.params.rank];
-        solve_row(&cols, &self.item_factors, gram, &mut out, &self.params);
-        out
-    }
-
-    pub fn user_vector(&self, user: u64) -> Option<&[f64]> {
-        let k = self.params.rank;
-        let i = self.users.binary_search(&user).ok()?;
-        Some(&self.user_factors[i * k..(i + 1) * k])
-    }
-
-    /// Preference scores of every item (in `items` order) for a user vector.
-    pub fn scores(&self, user_vector: &[f64], out: &mut [f64]) {
-        let k = self.params.rank;
-        for (score, item) in out.iter_mut().zip(self.item_factors.chunks_exact(k)) {
-            *score = user_vector.iter().zip(item).map(|(a, b)| a * b).sum();
+        let mut x = vec![0.0; k];
+        if !row.is_empty() {
+            let mut s = Scratch::new(k);
+            solve_row_exact(
+                &self.item_factors,
+                &self.yty,
+                k,
+                self.params.regularization,
+                &row,
+                &mut s,
+                &mut x,
+            );
         }
+        x
     }
 
-    /// Scores for a trained user; `false` for a user the model never saw.
-    pub fn score_user(&self, user: u64, out: &mut [f64]) -> bool {
-        match self.user_vector(user) {
-            Some(v) => {
-                self.scores(v, out);
-                true
+    /// Scores of every item for a (possibly new) user's current ratings, without retraining.
+    pub fn fold_in(&self, rated: &[(u64, f64)]) -> Vec<f64> {
+        self.scores_for(&self.fold_in_vector(rated))
+    }
+
+    /// Top-k item ids for a user's ratings, excluding the rated items.
+    pub fn recommend(&self, rated: &[(u64, f64)], k: usize) -> Vec<u64> {
+        let scores = self.fold_in(rated);
+        let exclude: Vec<usize> = rated
+            .iter()
+            .filter_map(|&(i, _)| self.item_index(i))
+            .collect();
+        let mut excluded = vec![false; self.items.len()];
+        for i in exclude {
+            excluded[i] = true;
+        }
+        crate::eval::top_k(&scores, &excluded, k)
+            .into_iter()
+            .map(|i| self.items[i])
+            .collect()
+    }
+}
+
+/// Interactions mapped to dense indices: sorted distinct user and item ids,
+/// and a user-major CSR with (item index, rating), duplicates resolved so that
+/// the last occurrence of a (user, item) pair in the input wins.
+#[derive(Clone, Debug)]
+pub(crate) struct Indexed {
+    pub users: Vec<u64>,
+    pub items: Vec<u64>,
+    pub user_ptr: Vec<usize>,
+    pub user_items: Vec<u32>,
+    pub user_ratings: Vec<f64>,
+}
+
+impl Indexed {
+    fn new(interactions: &[(u64, u64, f64)]) -> Self {
+        let mut users: Vec<u64> = interactions.iter().map(|t| t.0).collect();
+        users.sort_unstable();
+        users.dedup();
+        let mut items: Vec<u64> = interactions.iter().map(|t| t.1).collect();
+        items.sort_unstable();
+        items.dedup();
+        let mut trip: Vec<(u32, u32, usize)> = interactions
+            .iter()
+            .enumerate()
+            .map(|(pos, &(u, i, _))| {
+                (
+                    users.binary_search(&u).unwrap() as u32,
+                    items.binary_search(&i).unwrap() as u32,
+                    pos,
+                )
+            })
+            .collect();
+        trip.sort_unstable();
+        let mut user_ptr = vec![0usize; users.len() + 1];
+        let mut user_items = Vec::with_capacity(trip.len());
+        let mut user_ratings = Vec::with_capacity(trip.len());
+        for (n, &(u, i, pos)) in trip.iter().enumerate() {
+            // keep the last occurrence (largest pos) of each (u, i)
+            if let Some(next) = trip.get(n + 1)
+                && next.0 == u
+                && next.1 == i
+            {
+                continue;
             }
-            None => false,
+            user_ptr[u as usize + 1] += 1;
+            user_items.push(i);
+            user_ratings.push(interactions[pos].2);
+        }
+        for u in 0..users.len() {
+            user_ptr[u + 1] += user_ptr[u];
+        }
+        Indexed {
+            users,
+            items,
+            user_ptr,
+            user_items,
+            user_ratings,
         }
     }
+
+    fn nnz(&self) -> usize {
+        self.user_items.len()
+    }
+
+    /// Item-major transpose: (ptr, user indices, ratings); users ascending in each item.
+    fn transpose(&self) -> (Vec<usize>, Vec<u32>, Vec<f64>) {
+        let n_items = self.items.len();
+        let mut ptr = vec![0usize; n_items + 1];
+        for &i in &self.user_items {
+            ptr[i as usize + 1] += 1;
+        }
+        for i in 0..n_items {
+            ptr[i + 1] += ptr[i];
+        }
+        let mut fill = ptr.clone();
+        let mut idx = vec![0u32; self.nnz()];
+        let mut val = vec![0f64; self.nnz()];
+        for u in 0..self.users.len() {
+            for p in self.user_ptr[u]..self.user_ptr[u + 1] {
+                let i = self.user_items[p] as usize;
+                idx[fill[i]] = u as u32;
+                val[fill[i]] = self.user_ratings[p];
+                fill[i] += 1;
+            }
+        }
+        (ptr, idx, val)
+    }
+}
+
+/// Maps (item id, rating) pairs onto item indices of a sorted id list,
+/// dropping unknown items; for a repeated item the last pair wins.
+pub(crate) fn map_rated(items: &[u64], rated: &[(u64, f64)]) -> Vec<(usize, f64)> {
+    let mut v: Vec<(usize, usize, f64)> = rated
+        .iter()
+        .enumerate()
+        .filter_map(|(pos, &(id, r))| items.binary_search(&id).ok().map(|i| (i, pos, r)))
+        .collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut out: Vec<(usize, f64)> = Vec::with_capacity(v.len());
+    for (i, _, r) in v {
+        match out.last_mut() {
+            Some(last) if last.0 == i => last.1 = r,
+            _ => out.push((i, r)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::top_k;
 
-    /// Two taste groups: users 1–40 watch items 1–20, users 41–80 items 21–40;
-    /// each user has watched 12 of their group's 20.
-    fn two_groups() -> Vec<(u64, u64, f64)> {
-        let mut out = Vec::new();
-        for u in 1..=80u64 {
-            let base = if u <= 40 { 0 } else { 20 };
-            for n in 0..12u64 {
-                out.push((u, base + (u * 3 + n * 7) % 20 + 1, 4.0));
+    /// Two disjoint taste groups: users 0..20 like items 0..10, users 20..40 like 10..20.
+    fn blocks() -> Vec<(u64, u64, f64)> {
+        let mut v = Vec::new();
+        for u in 0..40u64 {
+            let base = if u < 20 { 0 } else { 10 };
+            for j in 0..10u64 {
+                // each user skips one item of its group; user 0 also skips item 3
+                if j != u % 10 && !(u == 0 && j == 3) {
+                    v.push((u, base + j, 1.0 + ((u + j) % 5) as f64));
+                }
             }
         }
-        out
+        v
     }
 
-    #[test]
-    fn recommends_unseen_items_of_the_users_own_group_and_is_deterministic() {
-        let data = two_groups();
-        let params = IalsParams {
-            rank: 4,
+    fn small() -> IalsParams {
+        IalsParams {
+            factors: 4,
+            regularization: 0.1,
+            alpha: 5.0,
             iterations: 10,
-            lambda: 0.1,
-            alpha: 10.0,
-            seed: 5,
-        };
-        let model = train(&data, &params);
-        assert_eq!(model, train(&data, &params));
-        let mut scores = vec![0.0; model.items.len()];
-        for user in [3u64, 55] {
-            assert!(model.score_user(user, &mut scores));
-            let seen: Vec<bool> = model
-                .items
-                .iter()
-                .map(|i| data.iter().any(|r| r.0 == user && r.1 == *i))
-                .collect();
-            let top: Vec<u64> = top_k(&scores, &seen, 5)
-                .into_iter()
-                .map(|j| model.items[j])
-                .collect();
-            let group = if user <= 40 { 1..=20 } else { 21..=40 };
-            assert!(top.iter().all(|i| group.contains(i)), "{user}: {top:?}");
+            ..IalsParams::default()
         }
-        assert!(!model.score_user(999, &mut scores));
     }
 
     #[test]
-    fn folding_in_a_users_items_reproduces_their_ranking() {
-        let data = two_groups();
-        let model = train(
-            &data,
-            &IalsParams {
-                rank: 4,
-                iterations: 10,
-                lambda: 0.1,
-                alpha: 10.0,
-                seed: 5,
-            },
-        );
-        let gram = model.item_gram();
-        let rated: Vec<u64> = data.iter().filter(|r| r.0 == 7).map(|r| r.1).collect();
-        let folded = model.fold_in_with(&gram, &rated);
-        let (mut a, mut b) = (vec![0.0; model.items.len()], vec![0.0; model.items.len()]);
-        model.score_user(7, &mut a);
-        model.scores(&folded, &mut b);
-        // The trained vector predates the last item step, so the two are
-        // close, not equal: same direction, same unseen top 5.
-        let trained = model.user_vector(7).unwrap();
-        let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f64>();
-        let cosine = dot(trained, &folded) / (dot(trained, trained) * dot(&folded, &folded)).sqrt();
-        assert!(cosine > 0.99, "cosine {cosine}");
-        let seen: Vec<bool> = model.items.iter().map(|i| rated.contains(i)).collect();
-        let mut top_a = top_k(&a, &seen, 5);
-        let mut top_b = top_k(&b, &seen, 5);
-        top_a.sort_unstable();
-        top_b.sort_unstable();
-        assert_eq!(top_a, top_b);
-        // A brand-new user who rated items of the second group gets that group.
-        let newcomer = model.fold_in_with(&gram, &[22, 25, 31]);
-        model.scores(&newcomer, &mut b);
-        let seen: Vec<bool> = model
-            .items
+    fn cholesky_solves_spd_system() {
+        // A = [[4,2],[2,3]], b = [2,1] -> x = [0.5, 0]
+        let mut a = vec![4.0, 0.0, 2.0, 3.0];
+        let mut x = vec![0.0; 2];
+        cholesky_solve(&mut a, &[2.0, 1.0], &mut x, 2);
+        assert!((x[0] - 0.5).abs() < 1e-12 && x[1].abs() < 1e-12);
+    }
+
+    #[test]
+    fn learns_block_structure_and_excludes_seen() {
+        let m = train(&blocks(), &small());
+        assert_eq!(m.items, (0..20).collect::<Vec<u64>>());
+        // user 0 has not rated items 0 and 3: they should come first
+        let rated: Vec<(u64, f64)> = blocks()
             .iter()
-            .map(|i| [22, 25, 31].contains(i))
+            .filter(|t| t.0 == 0)
+            .map(|t| (t.1, t.2))
             .collect();
-        let top: Vec<u64> = top_k(&b, &seen, 5)
-            .into_iter()
-            .map(|j| model.items[j])
+        let mut rec = m.recommend(&rated, 2);
+        rec.sort();
+        assert_eq!(rec, vec![0, 3]);
+        assert!(rec.iter().all(|i| !rated.iter().any(|r| r.0 == *i)));
+    }
+
+    #[test]
+    fn fold_in_reproduces_trained_user() {
+        for solver in [Solver::Cholesky, Solver::ConjugateGradient { steps: 3 }] {
+            let m = train(&blocks(), &IalsParams { solver, ..small() });
+            let data = blocks();
+            for u in [0u64, 25] {
+                let rated: Vec<(u64, f64)> = data
+                    .iter()
+                    .filter(|t| t.0 == u)
+                    .map(|t| (t.1, t.2))
+                    .collect();
+                let a = m.score_user(u).unwrap();
+                let b = m.fold_in(&rated);
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() < 1e-9, "{x} vs {y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn deterministic_across_thread_counts() {
+        let d = blocks();
+        let p = IalsParams {
+            solver: Solver::ConjugateGradient { steps: 3 },
+            ..small()
+        };
+        let a = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| train(&d, &p));
+        let b = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap()
+            .install(|| train(&d, &p));
+        assert_eq!(a.item_factors, b.item_factors);
+        assert_eq!(a.user_factors, b.user_factors);
+    }
+
+    /// Denser pseudo-random data so that rows exceed GEMM_MIN_ROWS.
+    fn dense() -> Vec<(u64, u64, f64)> {
+        let mut v = Vec::new();
+        for u in 0..80u64 {
+            for i in 0..60u64 {
+                let h = (u * 2654435761 + i * 40503 + u * i * 97) % 100;
+                if h < 55 {
+                    v.push((u, i, 1.0 + (h % 5) as f64));
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn gemm_gram_path_matches_rank_one_path() {
+        let k = 8;
+        let y: Vec<f64> = (0..60 * k)
+            .map(|t| ((t * 7919) % 101) as f64 / 101.0 - 0.5)
             .collect();
-        assert!(top.iter().all(|i| (21..=40).contains(i)), "{top:?}");
+        let yty = gram(&y, k);
+        let row: Vec<(usize, f64)> = (0..40).map(|j| (j, 1.0 + (j % 4) as f64)).collect();
+        assert!(row.len() >= GEMM_MIN_ROWS);
+        let mut s = Scratch::new(k);
+        let mut x1 = vec![0.0; k];
+        solve_row_exact(&y, &yty, k, 0.5, &row, &mut s, &mut x1);
+        // naive normal equations, solved by nalgebra LU
+        let mut a = nalgebra::DMatrix::<f64>::identity(k, k) * 0.5;
+        let mut b = nalgebra::DVector::<f64>::zeros(k);
+        for p in 0..k {
+            for q in 0..k {
+                a[(p, q)] += yty[p * k + q];
+            }
+        }
+        for &(j, c) in &row {
+            for p in 0..k {
+                b[p] += c * y[j * k + p];
+                for q in 0..k {
+                    a[(p, q)] += (c - 1.0) * y[j * k + p] * y[j * k + q];
+                }
+            }
+        }
+        let x2 = a.lu().solve(&b).unwrap();
+        for (a, b) in x1.iter().zip(x2.iter()) {
+            assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn deterministic_across_thread_counts_dense() {
+        let d = dense();
+        for solver in [Solver::Cholesky, Solver::ConjugateGradient { steps: 3 }] {
+            let p = IalsParams {
+                factors: 16,
+                iterations: 4,
+                solver,
+                ..IalsParams::default()
+            };
+            let a = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap()
+                .install(|| train(&d, &p));
+            let b = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap()
+                .install(|| train(&d, &p));
+            assert_eq!(a.item_factors, b.item_factors);
+            assert_eq!(a.user_factors, b.user_factors);
+            let rated: Vec<(u64, f64)> =
+                d.iter().filter(|t| t.0 == 3).map(|t| (t.1, t.2)).collect();
+            assert_eq!(a.fold_in(&rated), a.score_user(3).unwrap());
+        }
+    }
+
+    #[test]
+    fn unknown_user_and_items() {
+        let m = train(&blocks(), &small());
+        assert!(m.score_user(999).is_none());
+        assert!(m.fold_in(&[(999, 5.0)]).iter().all(|&s| s == 0.0));
+        assert_eq!(m.fold_in(&[]).len(), 20);
     }
 }

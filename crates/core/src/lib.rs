@@ -6,6 +6,7 @@
 
 pub mod als;
 pub mod baseline;
+pub mod bpmf;
 pub mod eval;
 pub mod event;
 pub mod experiment;

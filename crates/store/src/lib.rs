@@ -14,8 +14,8 @@ mod serving;
 pub use dialect::Dialect;
 pub use rating_store::SqliteRatingStore;
 pub use serving::{
-    BatchRun, BatchStage, MovieFilter, MovieRow, MovieSort, Page, PublishInput, ServingDb, Stats,
-    TopRow,
+    BatchRun, BatchStage, ModelRecord, ModelsPublish, MovieFilter, MovieRow, MovieSort, Page,
+    PublishInput, ScoredRow, ServingDb, Stats, TopRow,
 };
 
 use async_trait::async_trait;
@@ -156,6 +156,8 @@ pub trait RatingStore: Send + Sync {
     /// All ratings ordered by user then movie (grouped by user).
     fn ratings_by_user(&self) -> BoxStream<'_, Result<StoredRating>>;
     async fn user_features(&self, user_id: u64) -> Result<Option<FeatureAccumulator>>;
+    /// The user's current ratings, (movie, rating): what fold-in starts from.
+    async fn user_ratings(&self, user_id: u64) -> Result<Vec<(u64, f64)>>;
     async fn movie_features(&self, movie_id: u64) -> Result<Option<FeatureAccumulator>>;
 }
 
@@ -171,6 +173,12 @@ pub trait ServingStore: Send + Sync {
     ) -> Result<(Vec<MovieRow>, u64)>;
     async fn movie(&self, movie_id: u64) -> Result<Option<(MovieRow, Option<TopRow>)>>;
     async fn top(&self, filter: &MovieFilter, page: Page) -> Result<(Vec<TopRow>, u64)>;
+    /// The batch's personalized list of a user, best first (empty: none published).
+    async fn user_recommendations(&self, user_id: u64, k: u64) -> Result<Vec<ScoredRow>>;
+    /// The movies most similar to one, most similar first.
+    async fn similar_movies(&self, movie_id: u64, k: u64) -> Result<Vec<ScoredRow>>;
+    /// The catalogue rows of these movies (unknown ids left out), in no order.
+    async fn movies_by_id(&self, ids: &[u64]) -> Result<Vec<MovieRow>>;
     async fn user_features(&self, user_id: u64) -> Result<Option<movierec_core::Features>>;
     async fn stats(&self) -> Result<Stats>;
     async fn batch_runs(&self, limit: u64) -> Result<Vec<BatchRun>>;

@@ -447,6 +447,23 @@ impl RatingStore for SqliteRatingStore {
             .context(|| "cannot decode features".into())
     }
 
+    async fn user_ratings(&self, user_id: u64) -> Result<Vec<(u64, f64)>> {
+        let rows = sqlx::query("SELECT movie_id, rating_half FROM ratings WHERE user_id = ?")
+            .bind(to_i64(user_id))
+            .fetch_all(&self.pool)
+            .await
+            .context(|| format!("cannot read the ratings of user {user_id}"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>("movie_id")? as u64,
+                    r.try_get::<i64, _>("rating_half")? as f64 / 2.0,
+                ))
+            })
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            .context(|| "cannot decode a rating".into())
+    }
+
     async fn movie_features(&self, movie_id: u64) -> Result<Option<FeatureAccumulator>> {
         let row = sqlx::query("SELECT * FROM movie_features WHERE movie_id = ?")
             .bind(to_i64(movie_id))

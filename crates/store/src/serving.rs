@@ -107,6 +107,14 @@ pub struct MovieRow {
     pub last_update: Option<String>,
 }
 
+/// A movie with a score: a personalized recommendation or a similar movie.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoredRow {
+    pub score: f64,
+    #[serde(flatten)]
+    pub movie: MovieRow,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TopRow {
     /// 1-based position in the whole published list.
@@ -180,6 +188,25 @@ pub struct PublishInput<'a> {
     pub histogram: &'a [u64; 11],
 }
 
+/// What a batch publishes of its personalized models.
+pub struct ModelsPublish<'a> {
+    /// Per user, the recommended movies with their scores, best first.
+    pub recommendations: &'a [(u64, Vec<(u64, f64)>)],
+    /// Per movie, the most similar movies with their similarity, best first.
+    pub similar: &'a [(u64, Vec<(u64, f64)>)],
+    pub models: &'a [ModelRecord],
+}
+
+/// One trained model version: its card holds the parameters, the data
+/// snapshot and the metrics (JSON, as the batch wrote it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelRecord {
+    pub name: String,
+    pub version: String,
+    pub created_at: String,
+    pub card: serde_json::Value,
+}
+
 /// The `app_movie` columns the API reads and the batch writes; the key first.
 const MOVIE_COLUMNS: [&str; 8] = [
     "movie_id",
@@ -211,6 +238,18 @@ fn movie_row(row: &AnyRow) -> std::result::Result<MovieRow, sqlx::Error> {
         std_dev: row.try_get("std_dev")?,
         last_update: row.try_get("last_update")?,
     })
+}
+
+fn scored_rows(rows: &[AnyRow]) -> Result<Vec<ScoredRow>> {
+    rows.iter()
+        .map(|row| {
+            Ok(ScoredRow {
+                score: row.try_get("score")?,
+                movie: movie_row(row)?,
+            })
+        })
+        .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        .context(|| "cannot decode a scored movie".into())
 }
 
 fn top_row(row: &AnyRow) -> std::result::Result<TopRow, sqlx::Error> {
@@ -318,18 +357,21 @@ impl ServingDb {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let [tables, stages] = match self.dialect {
+        let [tables, stages, models] = match self.dialect {
             Dialect::Sqlite => [
                 include_str!("../migrations/serving-sqlite/0001_serving.sql"),
                 include_str!("../migrations/serving-sqlite/0002_batch_stages.sql"),
+                include_str!("../migrations/serving-sqlite/0003_models.sql"),
             ],
             Dialect::MySql => [
                 include_str!("../migrations/serving-mysql/0001_serving.sql"),
                 include_str!("../migrations/serving-mysql/0002_batch_stages.sql"),
+                include_str!("../migrations/serving-mysql/0003_models.sql"),
             ],
             Dialect::Postgres => [
                 include_str!("../migrations/serving-postgres/0001_serving.sql"),
                 include_str!("../migrations/serving-postgres/0002_batch_stages.sql"),
+                include_str!("../migrations/serving-postgres/0003_models.sql"),
             ],
         };
         let migration = |version, name: &str, sql: &'static str| {
@@ -344,6 +386,7 @@ impl ServingDb {
         let mut migrator = Migrator::with_migrations(vec![
             migration(1, "serving tables", tables),
             migration(2, "batch run stages", stages),
+            migration(3, "personalized models", models),
         ]);
         migrator.dangerous_set_table_name("_movierec_serving_migrations");
         migrator
@@ -501,6 +544,100 @@ impl ServingDb {
             .context(|| "cannot commit the published batch".into())
     }
 
+    /// Replaces the personalized recommendations and similar movies with a
+    /// run's, and records its model versions, in one transaction.
+    pub async fn publish_models(&self, input: ModelsPublish<'_>) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context(|| "cannot begin publishing the models".into())?;
+        for (table, key, other, lists) in [
+            (
+                "app_userrecommendation",
+                "user_id",
+                "movie_id",
+                input.recommendations,
+            ),
+            (
+                "app_similarmovie",
+                "movie_id",
+                "similar_movie_id",
+                input.similar,
+            ),
+        ] {
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
+                .execute(&mut *tx)
+                .await
+                .context(|| format!("cannot clear {table}"))?;
+            let rows: Vec<(u64, usize, u64, f64)> = lists
+                .iter()
+                .flat_map(|(id, list)| {
+                    list.iter()
+                        .enumerate()
+                        .map(move |(n, &(item, score))| (*id, n + 1, item, score))
+                })
+                .collect();
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+                let sql = self.sql(&format!(
+                    "INSERT INTO {table} ({key}, position, {other}, score) VALUES {values}"
+                ));
+                let mut query = sqlx::query(sql);
+                for &(id, position, item, score) in chunk {
+                    query = query
+                        .bind(i(id))
+                        .bind(position as i64)
+                        .bind(i(item))
+                        .bind(score);
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .context(|| format!("cannot publish {table}"))?;
+            }
+        }
+        for card in input.models {
+            sqlx::query(self.sql(
+                "INSERT INTO app_model (name, version, created_at, card) VALUES (?, ?, ?, ?)",
+            ))
+            .bind(card.name.clone())
+            .bind(card.version.clone())
+            .bind(card.created_at.clone())
+            .bind(card.card.to_string())
+            .execute(&mut *tx)
+            .await
+            .context(|| "cannot record the model version".into())?;
+        }
+        tx.commit()
+            .await
+            .context(|| "cannot commit the published models".into())
+    }
+
+    /// Model versions, newest first (`name` filters by model).
+    pub async fn models(&self, name: Option<&str>, limit: u64) -> Result<Vec<ModelRecord>> {
+        let (filter, binds) = match name {
+            Some(name) => (" WHERE name = ?", vec![Bind::Text(name.to_string())]),
+            None => ("", Vec::new()),
+        };
+        let sql = format!(
+            "SELECT name, version, created_at, card FROM app_model{filter} ORDER BY id DESC LIMIT ?"
+        );
+        let rows = self.fetch(&sql, &binds, &[i(limit)]).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ModelRecord {
+                    name: row.try_get("name")?,
+                    version: row.try_get("version")?,
+                    created_at: row.try_get("created_at")?,
+                    card: serde_json::from_str(&row.try_get::<String, _>("card")?)
+                        .unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            .context(|| "cannot decode a model record".into())
+    }
+
     /// Records a finished (or failed) batch run.
     pub async fn record_run(&self, run: &BatchRun) -> Result<()> {
         sqlx::query(self.sql(
@@ -649,6 +786,42 @@ impl ServingStore for ServingDb {
             .transpose()
             .context(|| "cannot decode a recommendation".into())?;
         Ok(Some((movie, top)))
+    }
+
+    async fn user_recommendations(&self, user_id: u64, k: u64) -> Result<Vec<ScoredRow>> {
+        let sql = format!(
+            "SELECT r.score, {} FROM app_userrecommendation r JOIN app_movie m ON m.movie_id = r.movie_id \
+             WHERE r.user_id = ? ORDER BY r.position LIMIT ?",
+            movie_columns("m.")
+        );
+        let rows = self.fetch(&sql, &[Bind::Int(i(user_id))], &[i(k)]).await?;
+        scored_rows(&rows)
+    }
+
+    async fn similar_movies(&self, movie_id: u64, k: u64) -> Result<Vec<ScoredRow>> {
+        let sql = format!(
+            "SELECT r.score, {} FROM app_similarmovie r JOIN app_movie m ON m.movie_id = r.similar_movie_id \
+             WHERE r.movie_id = ? ORDER BY r.position LIMIT ?",
+            movie_columns("m.")
+        );
+        let rows = self.fetch(&sql, &[Bind::Int(i(movie_id))], &[i(k)]).await?;
+        scored_rows(&rows)
+    }
+
+    async fn movies_by_id(&self, ids: &[u64]) -> Result<Vec<MovieRow>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_INSERT) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT {} FROM app_movie WHERE movie_id IN ({marks})",
+                movie_columns("")
+            );
+            let binds: Vec<Bind> = chunk.iter().map(|&id| Bind::Int(i(id))).collect();
+            for row in self.fetch(&sql, &binds, &[]).await? {
+                out.push(movie_row(&row).context(|| "cannot decode a movie".into())?);
+            }
+        }
+        Ok(out)
     }
 
     async fn top(&self, filter: &MovieFilter, page: Page) -> Result<(Vec<TopRow>, u64)> {
