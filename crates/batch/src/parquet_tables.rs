@@ -590,3 +590,171 @@ mod tests {
         assert_eq!(ids.value(0), 7);
     }
 }
+
+/// Ranked lists by key: `(key, [(item, score), …])`, best first.
+pub type RankedLists = Vec<(u64, Vec<(u64, f64)>)>;
+
+/// `gold/user-recommendations/` (`user_id`, `rank`, `movie_id`, `score`) or
+/// `gold/similar-movies/` (`movie_id`, `rank`, `similar_movie_id`, `score`):
+/// one row per list entry, ranked from 1.
+pub fn ranked_lists_table(
+    key: &str,
+    other: &str,
+    lists: &[(u64, Vec<(u64, f64)>)],
+) -> Result<Bytes> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(key, DataType::Int64, false),
+        Field::new("rank", DataType::Int32, false),
+        Field::new(other, DataType::Int64, false),
+        Field::new("score", DataType::Float64, false),
+    ]));
+    let n: usize = lists.iter().map(|(_, l)| l.len()).sum();
+    let mut keys = Int64Builder::with_capacity(n);
+    let mut ranks = Int32Builder::with_capacity(n);
+    let mut others = Int64Builder::with_capacity(n);
+    let mut scores = Float64Builder::with_capacity(n);
+    for (id, list) in lists {
+        for (position, &(item, score)) in list.iter().enumerate() {
+            keys.append_value(*id as i64);
+            ranks.append_value(position as i32 + 1);
+            others.append_value(item as i64);
+            scores.append_value(score);
+        }
+    }
+    write(
+        schema,
+        vec![
+            Arc::new(keys.finish()),
+            Arc::new(ranks.finish()),
+            Arc::new(others.finish()),
+            Arc::new(scores.finish()),
+        ],
+    )
+}
+
+/// Reads [`ranked_lists_table`] back: lists in key order, entries by rank.
+pub fn read_ranked_lists(
+    bytes: Bytes,
+    key: &'static str,
+    other: &'static str,
+) -> Result<RankedLists> {
+    use arrow_array::{Float64Array, Int32Array, Int64Array};
+    let t = "ranked list";
+    let mut rows = Vec::new();
+    for batch in read_batches(bytes)? {
+        let keys: &Int64Array = column(&batch, t, key, "INT64")?;
+        let ranks: &Int32Array = column(&batch, t, "rank", "INT32")?;
+        let others: &Int64Array = column(&batch, t, other, "INT64")?;
+        let scores: &Float64Array = column(&batch, t, "score", "DOUBLE")?;
+        for i in 0..batch.num_rows() {
+            rows.push((
+                keys.value(i) as u64,
+                ranks.value(i),
+                others.value(i) as u64,
+                scores.value(i),
+            ));
+        }
+    }
+    rows.sort_by_key(|r| (r.0, r.1));
+    let mut out: Vec<(u64, Vec<(u64, f64)>)> = Vec::new();
+    for (id, _, item, score) in rows {
+        match out.last_mut() {
+            Some((last, list)) if *last == id => list.push((item, score)),
+            _ => out.push((id, vec![(item, score)])),
+        }
+    }
+    Ok(out)
+}
+
+/// A model's factors: (`sample`, `id`, `factors`) with one row per id and
+/// posterior sample (sample 0 only for point estimates), factors as a list
+/// of doubles (the layout of Spark MLlib's `userFactors`/`itemFactors`,
+/// plus the sample).
+pub fn factors_table(ids: &[u64], width: usize, factors: &[f64]) -> Result<Bytes> {
+    use arrow_array::builder::ListBuilder;
+    assert!(width > 0 && factors.len().is_multiple_of(ids.len().max(1) * width));
+    let samples = if ids.is_empty() {
+        0
+    } else {
+        factors.len() / (ids.len() * width)
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("sample", DataType::Int32, false),
+        Field::new("id", DataType::Int64, false),
+        Field::new(
+            "factors",
+            DataType::List(Arc::new(Field::new("item", DataType::Float64, true))),
+            false,
+        ),
+    ]));
+    let n = ids.len() * samples;
+    let mut sample_col = Int32Builder::with_capacity(n);
+    let mut id_col = Int64Builder::with_capacity(n);
+    let mut list = ListBuilder::with_capacity(Float64Builder::with_capacity(n * width), n);
+    for (row, vector) in factors.chunks_exact(width).enumerate() {
+        sample_col.append_value((row / ids.len()) as i32);
+        id_col.append_value(ids[row % ids.len()] as i64);
+        list.values().append_slice(vector);
+        list.append(true);
+    }
+    write(
+        schema,
+        vec![
+            Arc::new(sample_col.finish()),
+            Arc::new(id_col.finish()),
+            Arc::new(list.finish()),
+        ],
+    )
+}
+
+/// Reads [`factors_table`] back: ids of sample 0 in file order, and all
+/// factors in file order (samples concatenated), with their width.
+pub fn read_factors(bytes: Bytes) -> Result<(Vec<u64>, Vec<f64>, usize)> {
+    use arrow_array::{Float64Array, Int32Array, Int64Array, ListArray};
+    let t = "model factors";
+    let (mut ids, mut factors, mut width) = (Vec::new(), Vec::new(), 0);
+    for batch in read_batches(bytes)? {
+        let samples: &Int32Array = column(&batch, t, "sample", "INT32")?;
+        let id_col: &Int64Array = column(&batch, t, "id", "INT64")?;
+        let lists: &ListArray = column(&batch, t, "factors", "LIST<DOUBLE>")?;
+        for i in 0..batch.num_rows() {
+            if samples.value(i) == 0 {
+                ids.push(id_col.value(i) as u64);
+            }
+            let values = lists.value(i);
+            let values =
+                values
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .ok_or(TableError::Column {
+                        table: t,
+                        column: "factors",
+                        expected: "LIST<DOUBLE>",
+                    })?;
+            width = values.len();
+            factors.extend(values.values().iter().copied());
+        }
+    }
+    Ok((ids, factors, width))
+}
+
+#[cfg(test)]
+mod model_table_tests {
+    use super::*;
+
+    #[test]
+    fn lists_and_factors_round_trip() {
+        let lists = vec![(7u64, vec![(3u64, 0.9), (1, 0.5)]), (9, vec![(2, 0.1)])];
+        let bytes = ranked_lists_table("user_id", "movie_id", &lists).unwrap();
+        assert_eq!(
+            read_ranked_lists(bytes, "user_id", "movie_id").unwrap(),
+            lists
+        );
+        // Two samples of three ids, width 2.
+        let ids = [10u64, 20, 30];
+        let factors: Vec<f64> = (0..12).map(f64::from).collect();
+        let bytes = factors_table(&ids, 2, &factors).unwrap();
+        let (read_ids, read, width) = read_factors(bytes).unwrap();
+        assert_eq!((read_ids, read, width), (ids.to_vec(), factors, 2));
+    }
+}

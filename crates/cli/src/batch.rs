@@ -400,6 +400,11 @@ async fn compute_and_publish(
             serving.display_url()
         ),
     );
+    if config.models.enabled {
+        crate::models::train_and_publish(config, &lake, serving, &run_id, &snapshot_date, run)
+            .await
+            .context("cannot train the personalized models")?;
+    }
     if config.storage_mode == movierec_config::StorageMode::Aws {
         let clock = Instant::now();
         let aws = movierec_aws::Aws::connect(&config.aws).await?;

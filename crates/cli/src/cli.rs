@@ -59,9 +59,30 @@ pub enum Command {
         /// Override models.ranking.iterations.
         #[arg(long)]
         ranking_iterations: Option<usize>,
+        /// How the embedded ALS solves each row: cholesky (exact), cg (3 steps) or cg:STEPS.
+        #[arg(long, value_parser = crate::eval::parse_solver, value_name = "SOLVER")]
+        als_solver: Option<movierec_core::als::AlsSolver>,
+        /// Where the personalized models train: embedded, spark (ALS with Spark
+        /// MLlib through batch.spark.submit, rows named `als (spark)`), or both
+        /// (embedded,spark). The baselines always run embedded.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "embedded")]
+        engine: Vec<crate::eval::Engine>,
+        /// Rating error only: skip the top-K metrics (and the popularity
+        /// baseline), and report each ALS iteration's seconds. For large sets.
+        #[arg(long)]
+        rating_only: bool,
+        /// Spark: fit once with 1 iteration first (JVM warm-up) and report the
+        /// marginal seconds per iteration beside fit seconds / iterations.
+        #[arg(long)]
+        spark_warmup: bool,
         /// Print the results as JSON (every fold and the means) instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// The personalized models the batch trains (versions, parameters, metrics).
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
     },
     /// Serve the HTTP API only (data must have been published by a batch).
     Serve,
@@ -179,6 +200,7 @@ impl Command {
             Self::Up { .. } => "up",
             Self::Serve => "serve",
             Self::Eval { .. } => "eval",
+            Self::Models { .. } => "models",
             Self::Config { .. } => "config",
             Self::Data { .. } => "data",
             Self::Import { .. } => "import",
@@ -228,6 +250,21 @@ pub enum EmrCommand {
         /// Give up waiting after this long (s, m, h); the step keeps running.
         #[arg(long, default_value = "6h", value_parser = parse_age)]
         timeout: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Model versions, newest first: parameters, data snapshot and holdout metrics.
+    List {
+        /// Only this model (ials, bpmf, als).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        /// Every field of each version's card, as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

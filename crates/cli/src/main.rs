@@ -7,6 +7,8 @@ mod emr;
 mod eval;
 mod import;
 mod ingest;
+mod models;
+mod personalize;
 mod progress;
 mod schedule;
 mod serve;
@@ -16,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use cli::{
     BatchCommand, Cli, Command, ConfigCommand, DataCommand, DlqCommand, EmrCommand, ImportCommand,
-    LakeCommand,
+    LakeCommand, ModelsCommand,
 };
 use movierec_config::{Config, Loaded, StorageMode};
 
@@ -360,9 +362,14 @@ async fn run(cli: Cli) -> Result<()> {
             ranking_lambda,
             ranking_alpha,
             ranking_iterations,
+            als_solver,
+            engine,
+            rating_only,
+            spark_warmup,
             json,
         } => {
-            let mut config = load_config(&cli)?.config.models;
+            let loaded = load_config(&cli)?.config;
+            let mut config = loaded.models;
             let (als, ranking) = (&mut config.als, &mut config.ranking);
             als.rank = als_rank.unwrap_or(als.rank);
             als.lambda = als_lambda.unwrap_or(als.lambda);
@@ -376,6 +383,11 @@ async fn run(cli: Cli) -> Result<()> {
                 split: *split,
                 k: *k,
                 models: models.clone(),
+                engines: engine.clone(),
+                rating_only: *rating_only,
+                als_solver: *als_solver,
+                spark: loaded.batch.spark,
+                spark_warmup: *spark_warmup,
             };
             let result = tokio::task::block_in_place(|| eval::run(&request, &config))?;
             if *json {
@@ -384,6 +396,13 @@ async fn run(cli: Cli) -> Result<()> {
                 print!("{}", eval::table(&result));
             }
             Ok(())
+        }
+        Command::Models {
+            command: ModelsCommand::List { name, limit, json },
+        } => {
+            let config = load_config(&cli)?.config;
+            let serving = movierec_store::ServingDb::connect(&config.serving.database_url).await?;
+            models::print_models(&serving, name.as_deref(), *limit, *json).await
         }
         Command::Serve => {
             let config = load_config(&cli)?.config;

@@ -157,6 +157,7 @@ pub async fn serve_aws(config: &Config) -> Result<()> {
         sink,
         Arc::new(KafkaRequiredIntake),
         None,
+        Arc::new(crate::personalize::DynamoRatings(aws.feature_sink())),
     )
     .await?;
     serving.close().await;
@@ -279,6 +280,7 @@ async fn run_server(
     sink: impl FnOnce() -> Result<Arc<dyn EventSink>>,
     direct: Arc<dyn RatingIntake>,
     batch_store: Option<Arc<dyn RatingStore>>,
+    ratings: Arc<dyn movierec_server::UserRatings>,
 ) -> Result<()> {
     if let Some(expression) = &config.batch.schedule {
         crate::schedule::parse(expression)?;
@@ -301,6 +303,13 @@ async fn run_server(
         intake,
         dependencies,
         metrics,
+        ratings: Some(ratings),
+        personalizer: if config.models.enabled {
+            let lake = movierec_lake::Lake::open(&config.lake_root(), &config.aws)?;
+            Some(crate::personalize::FoldIn::start(lake).await)
+        } else {
+            None
+        },
     };
     let scheduler = crate::schedule::start(config, batch_store, serving)?;
     let served = movierec_server::serve(listener, state, shutdown_signal()).await;
@@ -327,6 +336,7 @@ async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingD
             store: Arc::new(store.clone()),
         }),
         Some(Arc::new(store.clone())),
+        Arc::new(crate::personalize::StoreRatings(store.clone())),
     )
     .await?;
     serving.close().await;

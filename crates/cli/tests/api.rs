@@ -316,3 +316,176 @@ fn posted_ratings_are_validated_and_stored_without_kafka() {
     );
     assert!(text.contains(r#"movierec_api_ratings_total{outcome="rejected"} 4"#));
 }
+
+/// The personalized half of the API: lists folded in from a user's current
+/// ratings (a rating posted a moment ago counts), the popularity fallback
+/// for users without ratings, similar movies, and the model registry.
+#[test]
+fn personalized_recommendations_follow_new_ratings_and_similar_movies_are_served() {
+    let work = workdir();
+    let data = movielens("ml-latest-small");
+    run_ok(
+        movierec(work.path())
+            .args(["import", "movielens"])
+            .arg(&data),
+    );
+    let with_models = |command: &mut std::process::Command| {
+        command.env("MOVIEREC_MODELS__ENABLED", "true");
+    };
+    let mut batch = movierec(work.path());
+    with_models(&mut batch);
+    run_ok(batch.args(["batch", "run"]));
+
+    // One version of each model, with its parameters, snapshot and metrics.
+    let mut list = movierec(work.path());
+    with_models(&mut list);
+    let output = run_ok(list.args(["models", "list", "--json"]));
+    let models: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let names: Vec<&str> = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{models}");
+    assert!(
+        names.contains(&"ials") && names.contains(&"bpmf"),
+        "{names:?}"
+    );
+    for model in models.as_array().unwrap() {
+        let card = &model["card"];
+        assert_eq!(card["snapshot"]["ratings"], 100836, "{card}");
+        assert_eq!(card["version"], model["version"]);
+        assert!(card["params"]["rank"].as_u64().unwrap() > 0, "{card}");
+        match card["kind"].as_str().unwrap() {
+            "ranking" => {
+                let ndcg = card["metrics"]["ranking"]["ndcg"].as_f64().unwrap();
+                assert!(ndcg > 0.1 && ndcg <= 1.0, "{card}");
+            }
+            _ => {
+                let rmse = card["metrics"]["rmse"].as_f64().unwrap();
+                assert!(rmse > 0.5 && rmse < 1.0, "{card}");
+            }
+        }
+    }
+    let lake = work.path().join("data/lake");
+    for dataset in [
+        "gold/user-recommendations",
+        "gold/similar-movies",
+        "models/ials",
+        "models/bpmf",
+    ] {
+        assert!(
+            lake.join(dataset).join("_current.json").is_file(),
+            "{dataset} was not published"
+        );
+    }
+
+    let server = start(
+        work.path(),
+        &["serve"],
+        &[("MOVIEREC_MODELS__ENABLED", "true".to_string())],
+    );
+    let base = &server.base;
+
+    // A known user: folded in from their ratings, none of which come back.
+    let ratings = read_ratings(&data);
+    let rated_by_1: std::collections::HashSet<u64> =
+        ratings.iter().filter(|r| r.0 == 1).map(|r| r.1).collect();
+    let (status, recs) = get(base, "/api/users/1/recommendations?k=7");
+    assert_eq!(status, 200, "{recs}");
+    assert_eq!(recs["personalized"], true, "{recs}");
+    assert_eq!(recs["source"], "fold-in", "{recs}");
+    assert_eq!(recs["rated_movies"], rated_by_1.len(), "{recs}");
+    let items = recs["items"].as_array().unwrap();
+    assert_eq!(items.len(), 7);
+    for item in items {
+        let id = item["movie_id"].as_u64().unwrap();
+        assert!(!rated_by_1.contains(&id), "user 1 already rated {id}");
+        assert!(item["title"].as_str().is_some_and(|t| !t.is_empty()));
+    }
+    let scores: Vec<f64> = items.iter().map(|i| i["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    for bad in ["k=0", "k=101", "k=ten", "kk=3"] {
+        let (status, error) = get(base, &format!("/api/users/1/recommendations?{bad}"));
+        assert_eq!(status, 400, "{bad}: {error}");
+        assert!(error.to_string().contains('k'), "{bad}: {error}");
+    }
+
+    // A new user gets the popularity list, said to be a fallback...
+    let newcomer = 424_242;
+    let (status, before) = get(base, &format!("/api/users/{newcomer}/recommendations?k=5"));
+    assert_eq!(status, 200);
+    assert_eq!(before["personalized"], false, "{before}");
+    assert_eq!(before["source"], "popularity");
+    assert!(
+        before["fallback_reason"]
+            .as_str()
+            .unwrap()
+            .contains("no ratings")
+    );
+    let (_, top) = get(base, "/api/recommendations/top?page_size=5");
+    let ids = |v: &serde_json::Value| -> Vec<u64> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["movie_id"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&before), ids(&top));
+
+    // ...until they rate a few animated films: the next request is
+    // personalized from those ratings, without a retrain.
+    let liked = [1u64, 3114, 2355, 4886]; // Toy Story 1 and 2, A Bug's Life, Monsters, Inc.
+    for movie in liked {
+        let (status, body) = post(
+            base,
+            "/api/ratings",
+            &format!(
+                r#"{{"user_id":{newcomer},"movie_id":{movie},"rating":5.0,"timestamp":"2026-11-30T10:00:00Z"}}"#
+            ),
+        );
+        assert!(status == 200 || status == 201, "{status} {body}");
+    }
+    let (status, after) = get(base, &format!("/api/users/{newcomer}/recommendations?k=5"));
+    assert_eq!(status, 200);
+    assert_eq!(after["personalized"], true, "{after}");
+    assert_eq!(after["source"], "fold-in");
+    assert_eq!(after["rated_movies"], 4);
+    let recommended = ids(&after);
+    assert!(
+        recommended.iter().all(|id| !liked.contains(id)),
+        "{recommended:?}"
+    );
+    assert_ne!(recommended, ids(&top), "still the popularity list");
+    let family = after["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| {
+            i["genres"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g == "Animation" || g == "Children")
+        })
+        .count();
+    assert!(family >= 3, "an animation fan got {after}");
+
+    // Similar movies: not the movie itself, most similar first.
+    let (status, similar) = get(base, "/api/movies/1/similar?k=5");
+    assert_eq!(status, 200, "{similar}");
+    let items = similar["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5);
+    assert!(items.iter().all(|i| i["movie_id"] != 1));
+    let scores: Vec<f64> = items.iter().map(|i| i["score"].as_f64().unwrap()).collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]) && scores[0] <= 1.0 + 1e-9,
+        "{scores:?}"
+    );
+    let (status, _) = get(base, "/api/movies/99999999/similar");
+    assert_eq!(status, 404);
+    let (_, movie) = get(base, "/api/movies/1");
+    assert!(!movie["similar"].as_array().unwrap().is_empty(), "{movie}");
+}

@@ -906,6 +906,7 @@ fn in_aws_mode_up_sets_up_imports_a_sample_runs_the_batch_and_serves() {
         ("MOVIEREC_DATA__SAMPLE_RATINGS", "2000".to_string()),
         ("MOVIEREC_DATA__SAMPLE_USERS", "100".to_string()),
         ("MOVIEREC_DATA__SAMPLE_MOVIES", "60".to_string()),
+        ("MOVIEREC_MODELS__ENABLED", "true".to_string()),
     ];
     let config = config.display().to_string();
     let server = start(work.path(), &["--config", &config, "up"], &envs);
@@ -919,4 +920,22 @@ fn in_aws_mode_up_sets_up_imports_a_sample_runs_the_batch_and_serves() {
         !keys.is_empty() && keys.iter().all(|k| k.ends_with("/import-sample.parquet")),
         "the sample went into the bronze layer: {keys:?}"
     );
+    // The models trained on the S3 lake; the sample's users have no ratings
+    // in DynamoDB (it went to the lake), so their lists are the batch's.
+    for prefix in [
+        "gold/user-recommendations",
+        "gold/similar-movies",
+        "models/ials",
+    ] {
+        let manifest = runtime().block_on(lake.current_dataset(prefix)).unwrap();
+        assert!(manifest.is_some_and(|m| m.rows > 0), "{prefix} in S3");
+    }
+    let (status, recs) = get(&server.base, "/api/users/1/recommendations?k=5");
+    assert_eq!(status, 200, "{recs}");
+    assert_eq!(
+        (recs["personalized"].as_bool(), recs["source"].as_str()),
+        (Some(true), Some("batch")),
+        "{recs}"
+    );
+    assert_eq!(recs["items"].as_array().unwrap().len(), 5, "{recs}");
 }

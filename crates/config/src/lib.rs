@@ -727,6 +727,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "aws",
     "serving",
     "batch",
+    "models",
+    "lake",
     "data",
 ];
 

@@ -204,3 +204,30 @@ fn kafka_topics_must_be_named_and_distinct() {
     let message = error("kafka: { max_batch_events: 0 }\n", &[]);
     assert!(message.contains("kafka.max_batch_events"), "{message}");
 }
+
+#[test]
+fn every_section_can_be_overridden_from_the_environment() {
+    let defaults = serde_yaml_ng::to_value(Config::default()).unwrap();
+    let sections: Vec<String> = defaults
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    for section in &sections {
+        assert!(
+            super::TOP_LEVEL_KEYS.contains(&section.as_str()),
+            "section `{section}` missing from the environment overrides"
+        );
+    }
+    let config = load(
+        "",
+        &[
+            ("MOVIEREC_MODELS__ENABLED", "false"),
+            ("MOVIEREC_LAKE__ROOT", "s3://elsewhere"),
+        ],
+    )
+    .unwrap();
+    assert!(!config.models.enabled);
+    assert_eq!(config.lake.root.as_deref(), Some("s3://elsewhere"));
+}

@@ -175,6 +175,18 @@ fn train(spec: &ModelSpec, ctx: &Context) -> Trained {
 
 /// Trains and measures every model of `specs` on `fold`, in order.
 pub fn evaluate_fold(fold: &Fold, specs: &[ModelSpec], k: usize) -> Vec<ModelReport> {
+    evaluate_fold_with(fold, specs, k, true)
+}
+
+/// [`evaluate_fold`], ranking with the rating models (ALS, BPMF) only when
+/// `rank_rating_models`: the batch needs their RMSE, not their top-K (which
+/// costs a full catalogue scan per user and sample).
+pub fn evaluate_fold_with(
+    fold: &Fold,
+    specs: &[ModelSpec],
+    k: usize,
+    rank_rating_models: bool,
+) -> Vec<ModelReport> {
     let ctx = Context::new(fold);
     specs
         .iter()
@@ -200,6 +212,7 @@ pub fn evaluate_fold(fold: &Fold, specs: &[ModelSpec], k: usize) -> Vec<ModelRep
             };
             let ranking = match &model {
                 Trained::GlobalMean(_) => None,
+                Trained::Als(_) | Trained::Bpmf(_) if !rank_rating_models => None,
                 Trained::Biases(b) => Some(rank_all(&ctx, k, |_, out| {
                     for (s, item) in out.iter_mut().zip(&ctx.catalogue) {
                         *s = b.item_bias.get(item).copied().unwrap_or(0.0);

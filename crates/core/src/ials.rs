@@ -484,6 +484,86 @@ impl IalsModel {
         self.scores_for(&self.fold_in_vector(rated))
     }
 
+    /// A model for serving from its items' side alone (as saved by the
+    /// batch): scores and fold-in work, trained users are not known.
+    pub fn from_item_factors(items: Vec<u64>, item_factors: Vec<f64>, params: IalsParams) -> Self {
+        assert_eq!(item_factors.len(), items.len() * params.factors);
+        let yty = gram(&item_factors, params.factors);
+        IalsModel {
+            items,
+            users: Vec::new(),
+            params,
+            item_factors,
+            user_factors: Vec::new(),
+            yty,
+            user_ptr: vec![0],
+            user_items: Vec::new(),
+            iteration_seconds: Vec::new(),
+        }
+    }
+
+    /// The `n` best unseen items of every trained user, with their scores.
+    pub fn recommend_all(&self, n: usize) -> Vec<(u64, Vec<(u64, f64)>)> {
+        let k = self.params.factors;
+        (0..self.users.len())
+            .into_par_iter()
+            .map(|u| {
+                let scores = self.scores_for(&self.user_factors[u * k..(u + 1) * k]);
+                let mut excluded = vec![false; self.items.len()];
+                for &i in &self.user_items[self.user_ptr[u]..self.user_ptr[u + 1]] {
+                    excluded[i as usize] = true;
+                }
+                let top = crate::eval::top_k(&scores, &excluded, n)
+                    .into_iter()
+                    .map(|j| (self.items[j], scores[j]))
+                    .collect();
+                (self.users[u], top)
+            })
+            .collect()
+    }
+
+    /// For every item, the `n` most similar `eligible` items by the cosine
+    /// of their factors (the item itself left out); items without factors
+    /// (a zero vector) get none.
+    pub fn similar_items(&self, eligible: &[bool], n: usize) -> Vec<(u64, Vec<(u64, f64)>)> {
+        let k = self.params.factors;
+        let unit: Vec<f64> = self
+            .item_factors
+            .chunks_exact(k)
+            .flat_map(|y| {
+                let norm = dot(y, y).sqrt();
+                y.iter()
+                    .map(move |v| if norm > 0.0 { v / norm } else { 0.0 })
+            })
+            .collect();
+        (0..self.items.len())
+            .into_par_iter()
+            .map(|i| {
+                let yi = &unit[i * k..(i + 1) * k];
+                if yi.iter().all(|v| *v == 0.0) {
+                    return (self.items[i], Vec::new());
+                }
+                let scores: Vec<f64> = unit
+                    .chunks_exact(k)
+                    .enumerate()
+                    .map(|(j, yj)| {
+                        if j != i && eligible.get(j).copied().unwrap_or(false) {
+                            dot(yi, yj)
+                        } else {
+                            f64::NEG_INFINITY
+                        }
+                    })
+                    .collect();
+                let top = crate::eval::top_k(&scores, &[], n)
+                    .into_iter()
+                    .filter(|&j| scores[j].is_finite() && scores[j] > f64::NEG_INFINITY)
+                    .map(|j| (self.items[j], scores[j]))
+                    .collect();
+                (self.items[i], top)
+            })
+            .collect()
+    }
+
     /// Top-k item ids for a user's ratings, excluding the rated items.
     pub fn recommend(&self, rated: &[(u64, f64)], k: usize) -> Vec<u64> {
         let scores = self.fold_in(rated);
@@ -645,6 +725,47 @@ mod tests {
         let mut x = vec![0.0; 2];
         cholesky_solve(&mut a, &[2.0, 1.0], &mut x, 2);
         assert!((x[0] - 0.5).abs() < 1e-12 && x[1].abs() < 1e-12);
+    }
+
+    #[test]
+    fn batch_lists_exclude_seen_items_and_similar_items_share_a_group() {
+        let data = blocks();
+        let m = train(&data, &small());
+        let lists = m.recommend_all(3);
+        assert_eq!(lists.len(), 40);
+        for (user, list) in &lists {
+            assert!(!list.is_empty());
+            for (item, _) in list {
+                assert!(
+                    !data.iter().any(|r| r.0 == *user && r.1 == *item),
+                    "{user} saw {item}"
+                );
+            }
+            // Each user's single unseen item of their own group comes first.
+            let group = if *user < 20 { 0..10 } else { 10..20 };
+            assert!(group.contains(&list[0].0), "{user}: {list:?}");
+        }
+        let mut eligible = vec![true; 20];
+        eligible[15] = false;
+        let similar = m.similar_items(&eligible, 5);
+        for (item, list) in &similar {
+            assert_eq!(list.len(), 5);
+            let group = if *item < 10 { 0..10 } else { 10..20 };
+            for (other, score) in list {
+                assert!(
+                    other != item && *other != 15 && group.contains(other),
+                    "{item}: {list:?}"
+                );
+                assert!(*score <= 1.0 + 1e-9);
+            }
+        }
+        // A serving copy from the items' side folds in as the trained model does.
+        let serving =
+            IalsModel::from_item_factors(m.items.clone(), m.item_factors.clone(), m.params);
+        assert_eq!(
+            serving.fold_in(&[(1, 4.0), (2, 5.0)]),
+            m.fold_in(&[(1, 4.0), (2, 5.0)])
+        );
     }
 
     #[test]

@@ -29,6 +29,28 @@ pub trait DependencyProbe: Send + Sync {
     async fn check(&self) -> Result<Value, (Value, String)>;
 }
 
+/// A user's current ratings, (movie, rating), from the rating storage: what
+/// personalized lists start from, so they follow every new rating.
+#[async_trait]
+pub trait UserRatings: Send + Sync {
+    async fn user_ratings(&self, user_id: u64) -> Result<Vec<(u64, f64)>, String>;
+}
+
+/// A personalized list computed at request time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommended {
+    pub model: String,
+    pub version: String,
+    /// (movie, score), best first, the rated movies left out.
+    pub items: Vec<(u64, f64)>,
+}
+
+/// The ranking model as it serves: folds a user in from their ratings.
+pub trait Personalizer: Send + Sync {
+    /// `None` while no model has been trained.
+    fn recommend(&self, ratings: &[(u64, f64)], k: usize) -> Option<Recommended>;
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub serving: Arc<dyn ServingStore>,
@@ -39,6 +61,10 @@ pub struct AppState {
     pub dependencies: Vec<Arc<dyn DependencyProbe>>,
     /// Renders `/metrics`; `None` answers 404 there.
     pub metrics: Option<PrometheusHandle>,
+    /// Where a user's current ratings come from (`None`: only the lists
+    /// the batch published are served).
+    pub ratings: Option<Arc<dyn UserRatings>>,
+    pub personalizer: Option<Arc<dyn Personalizer>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -48,12 +74,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/movies/{id}", get(movie))
         .route("/api/recommendations/top", get(top))
         .route("/api/users/{id}/features", get(user_features))
+        .route("/api/users/{id}/recommendations", get(user_recommendations))
+        .route("/api/movies/{id}/similar", get(similar_movies))
         .route("/api/stats", get(stats))
         .route("/api/ratings", post(post_rating))
         .route("/metrics", get(metrics_text))
         .fallback(|| async {
             ApiError::not_found(
-                "no such endpoint; see /api/movies, /api/recommendations/top, /api/stats, POST /api/ratings, /health, /metrics",
+                "no such endpoint; see /api/movies, /api/movies/{id}/similar, /api/recommendations/top, /api/users/{id}/recommendations, /api/stats, POST /api/ratings, /health, /metrics",
             )
         })
         .with_state(state)
@@ -173,6 +201,7 @@ async fn movie(
         .movie(movie_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("movie {movie_id} not found")))?;
+    let similar = state.serving.similar_movies(movie_id, 10).await?;
     Ok(Json(json!({
         "movie_id": movie.movie_id,
         "title": movie.title,
@@ -190,6 +219,7 @@ async fn movie(
             "popularity_score": r.popularity_score,
             "genre_match_score": r.genre_match_score,
         })),
+        "similar": similar,
     })))
 }
 
@@ -209,6 +239,130 @@ async fn top(State(state): State<AppState>, Query(pairs): Pairs) -> Result<Json<
     let page = params.page()?;
     let (items, total) = state.serving.top(&filter, page).await?;
     Ok(paged(items, total, page))
+}
+
+const MAX_K: u64 = 100;
+
+async fn similar_movies(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(pairs): Pairs,
+) -> Result<Json<Value>, ApiError> {
+    let movie_id = path_id("id", &id)?;
+    let params = Params::new(pairs, &["k"])?;
+    let k = params.int("k", 1, MAX_K)?.unwrap_or(10);
+    if state.serving.movie(movie_id).await?.is_none() {
+        return Err(ApiError::not_found(format!("movie {movie_id} not found")));
+    }
+    let items = state.serving.similar_movies(movie_id, k).await?;
+    Ok(Json(json!({
+        "movie_id": movie_id,
+        "k": k,
+        "items": items,
+        "model": "ials",
+    })))
+}
+
+/// A user's top K: folded in from their current ratings when a model is
+/// loaded (so a rating posted a moment ago counts), else the batch's list,
+/// else the popularity top; always without the movies they rated.
+async fn user_recommendations(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(pairs): Pairs,
+) -> Result<Json<Value>, ApiError> {
+    let user_id = path_id("id", &id)?;
+    let params = Params::new(pairs, &["k"])?;
+    let k = params.int("k", 1, MAX_K)?.unwrap_or(10);
+    let rated = match &state.ratings {
+        Some(source) => source
+            .user_ratings(user_id)
+            .await
+            .map_err(ApiError::unavailable)?,
+        None => Vec::new(),
+    };
+    let seen: std::collections::HashSet<u64> = rated.iter().map(|r| r.0).collect();
+    let body = |personalized: bool, source: &str, extra: Value, items: Vec<Value>| {
+        let mut body = json!({
+            "user_id": user_id,
+            "k": k,
+            "personalized": personalized,
+            "source": source,
+            "rated_movies": rated.len(),
+            "items": items,
+        });
+        if let (Value::Object(map), Value::Object(extra)) = (&mut body, extra) {
+            map.extend(extra);
+        }
+        Json(body)
+    };
+    if !rated.is_empty()
+        && let Some(personalizer) = &state.personalizer
+        && let Some(list) = personalizer.recommend(&rated, k as usize)
+        && !list.items.is_empty()
+    {
+        let ids: Vec<u64> = list.items.iter().map(|i| i.0).collect();
+        let rows: std::collections::HashMap<u64, movierec_store::MovieRow> = state
+            .serving
+            .movies_by_id(&ids)
+            .await?
+            .into_iter()
+            .map(|m| (m.movie_id, m))
+            .collect();
+        let items = list
+            .items
+            .iter()
+            .filter_map(|(id, score)| {
+                let movie = rows.get(id)?;
+                let mut item = json!(movie);
+                item["score"] = json!(score);
+                Some(item)
+            })
+            .collect();
+        return Ok(body(
+            true,
+            "fold-in",
+            json!({"model": list.model, "model_version": list.version}),
+            items,
+        ));
+    }
+    let batch: Vec<Value> = state
+        .serving
+        .user_recommendations(user_id, k + seen.len() as u64)
+        .await?
+        .into_iter()
+        .filter(|r| !seen.contains(&r.movie.movie_id))
+        .take(k as usize)
+        .map(|r| json!(r))
+        .collect();
+    if !batch.is_empty() {
+        return Ok(body(true, "batch", json!({"model": "ials"}), batch));
+    }
+    let reason = if rated.is_empty() {
+        "no ratings from this user yet"
+    } else {
+        "no personalized model trained yet"
+    };
+    let page = movierec_store::Page {
+        page: 1,
+        page_size: k + seen.len() as u64,
+    };
+    let (top, _) = state
+        .serving
+        .top(&movierec_store::MovieFilter::default(), page)
+        .await?;
+    let items = top
+        .into_iter()
+        .filter(|r| !seen.contains(&r.movie_id))
+        .take(k as usize)
+        .map(|r| json!(r))
+        .collect();
+    Ok(body(
+        false,
+        "popularity",
+        json!({"fallback_reason": reason}),
+        items,
+    ))
 }
 
 async fn user_features(

@@ -9,7 +9,9 @@ mod error;
 mod params;
 mod ratings;
 
-pub use api::{AppState, DependencyProbe, StorageProbe, router};
+pub use api::{
+    AppState, DependencyProbe, Personalizer, Recommended, StorageProbe, UserRatings, router,
+};
 pub use error::ApiError;
 pub use ratings::{RatingIntake, StoreIntake};
 
