@@ -20,6 +20,7 @@
 //! so the result depends only on the data, the parameters and the seed, not
 //! on the number of threads.
 
+use crate::linalg::{cholesky_solve, dot};
 use nalgebra::{DMatrixView, DMatrixViewMut};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -154,27 +155,6 @@ impl Row<'_> {
     }
 }
 
-/// Dot product with 8 independent accumulators: vectorizes, and the order
-/// is fixed, so the result is deterministic.
-#[inline]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f64; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
-}
-
 /// out += w · y.
 #[inline]
 fn axpy(w: f64, y: &[f64], out: &mut [f64]) {
@@ -217,32 +197,6 @@ impl Scratch {
 /// The row's regularization: λ·n on the factors, λ_b·n on the bias.
 fn ridge(params: &AlsParams, n: usize) -> (f64, f64) {
     (params.lambda * n as f64, params.bias_lambda * n as f64)
-}
-
-/// In-place Cholesky of the lower triangle of `a` (w × w row-major), then
-/// solves a x = b into `x`. The upper triangle is ignored.
-fn cholesky_solve(a: &mut [f64], b: &[f64], x: &mut [f64], w: usize) {
-    for i in 0..w {
-        for j in 0..=i {
-            let (ri, rj) = (i * w, j * w);
-            let s = a[ri + j] - dot(&a[ri..ri + j], &a[rj..rj + j]);
-            if i == j {
-                a[ri + i] = s.max(1e-12).sqrt();
-            } else {
-                a[ri + j] = s / a[rj + j];
-            }
-        }
-    }
-    for i in 0..w {
-        x[i] = (b[i] - dot(&a[i * w..i * w + i], &x[..i])) / a[i * w + i];
-    }
-    for i in (0..w).rev() {
-        let mut s = x[i];
-        for m in i + 1..w {
-            s -= a[m * w + i] * x[m];
-        }
-        x[i] = s / a[i * w + i];
-    }
 }
 
 /// Exact solve of one row against the fixed `other` factors: the fixed

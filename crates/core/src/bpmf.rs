@@ -650,7 +650,9 @@ mod tests {
         out
     }
 
-    fn split(all: &[(u64, u64, f64)]) -> (Vec<(u64, u64, f64)>, Vec<(u64, u64, f64)>) {
+    type Triples = Vec<(u64, u64, f64)>;
+
+    fn split(all: &[(u64, u64, f64)]) -> (Triples, Triples) {
         let mut train_set = Vec::new();
         let mut test_set = Vec::new();
         for (n, t) in all.iter().enumerate() {

@@ -12,6 +12,7 @@
 //! final item factors, so `score_user(u)` and `fold_in(items of u)` run the
 //! same computation and agree.
 
+use crate::linalg::{cholesky_solve, dot};
 use nalgebra::{DMatrixView, DMatrixViewMut};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -157,34 +158,6 @@ impl Scratch {
     }
 }
 
-/// In-place Cholesky of the lower triangle of `a` (k × k row-major), then solves
-/// a x = b into `x`.  `a`'s upper triangle is ignored.
-fn cholesky_solve(a: &mut [f64], b: &[f64], x: &mut [f64], k: usize) {
-    for i in 0..k {
-        for j in 0..=i {
-            let (ri, rj) = (i * k, j * k);
-            let s = a[ri + j] - dot(&a[ri..ri + j], &a[rj..rj + j]);
-            if i == j {
-                a[ri + i] = s.max(1e-12).sqrt();
-            } else {
-                a[ri + j] = s / a[rj + j];
-            }
-        }
-    }
-    // L z = b
-    for i in 0..k {
-        x[i] = (b[i] - dot(&a[i * k..i * k + i], &x[..i])) / a[i * k + i];
-    }
-    // Lᵀ x = z
-    for i in (0..k).rev() {
-        let mut s = x[i];
-        for m in i + 1..k {
-            s -= a[m * k + i] * x[m];
-        }
-        x[i] = s / a[i * k + i];
-    }
-}
-
 /// Exact solve of one row: (YᵀY + Σ (c-1) y yᵀ + reg I) x = Σ c y.
 fn solve_row_exact(
     y: &[f64],
@@ -234,27 +207,6 @@ fn solve_row_exact(
         }
     }
     cholesky_solve(&mut s.a, &s.b, x, k);
-}
-
-/// Dot product with 8 independent accumulators (vectorises; fixed order, so deterministic).
-#[inline]
-pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f64; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
 }
 
 /// A v = (YᵀY + reg I) v + Σ (c-1)(y.v) y, written into `out`.
@@ -716,15 +668,6 @@ mod tests {
             iterations: 10,
             ..IalsParams::default()
         }
-    }
-
-    #[test]
-    fn cholesky_solves_spd_system() {
-        // A = [[4,2],[2,3]], b = [2,1] -> x = [0.5, 0]
-        let mut a = vec![4.0, 0.0, 2.0, 3.0];
-        let mut x = vec![0.0; 2];
-        cholesky_solve(&mut a, &[2.0, 1.0], &mut x, 2);
-        assert!((x[0] - 0.5).abs() < 1e-12 && x[1].abs() < 1e-12);
     }
 
     #[test]

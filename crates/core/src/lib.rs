@@ -14,6 +14,7 @@ pub mod features;
 pub mod ials;
 pub mod idempotent;
 pub mod ingest;
+mod linalg;
 pub mod movie;
 pub mod rating;
 pub mod scoring;
