@@ -62,6 +62,26 @@ pub fn ials_params_from_json(card: &Value) -> Option<IalsParams> {
     })
 }
 
+/// A rating model's saved factors: `users.parquet` and `items.parquet`.
+fn factor_files(
+    users: &[u64],
+    user_factors: &[f64],
+    items: &[u64],
+    item_factors: &[f64],
+    width: usize,
+) -> Result<Vec<(String, bytes::Bytes)>> {
+    Ok(vec![
+        (
+            "users.parquet".to_string(),
+            tables::factors_table(users, width, user_factors)?,
+        ),
+        (
+            "items.parquet".to_string(),
+            tables::factors_table(items, width, item_factors)?,
+        ),
+    ])
+}
+
 /// Trains, measures, saves and publishes the models of one batch run.
 pub async fn train_and_publish(
     config: &Config,
@@ -136,18 +156,14 @@ pub async fn train_and_publish(
         let (rating_files, rating_params) = match rating_spec {
             ModelSpec::Bpmf(p) => {
                 let m = bpmf::train(&ratings, &p);
-                let width = m.rank + 1;
                 (
-                    vec![
-                        (
-                            "users.parquet".to_string(),
-                            tables::factors_table(&m.users, width, &m.user_factors)?,
-                        ),
-                        (
-                            "items.parquet".to_string(),
-                            tables::factors_table(&m.items, width, &m.item_factors)?,
-                        ),
-                    ],
+                    factor_files(
+                        &m.users,
+                        &m.user_factors,
+                        &m.items,
+                        &m.item_factors,
+                        m.rank + 1,
+                    )?,
                     json!({"rank": p.rank, "burn_in": p.burn_in, "samples": p.samples,
                            "thin": p.thin, "seed": p.seed, "global_mean": m.global_mean,
                            "layout": "per sample: factors then bias"}),
@@ -155,18 +171,14 @@ pub async fn train_and_publish(
             }
             ModelSpec::Als(p) => {
                 let m = als::train(&ratings, &p);
-                let width = m.rank + 1;
                 (
-                    vec![
-                        (
-                            "users.parquet".to_string(),
-                            tables::factors_table(&m.users, width, &m.user_factors)?,
-                        ),
-                        (
-                            "items.parquet".to_string(),
-                            tables::factors_table(&m.items, width, &m.item_factors)?,
-                        ),
-                    ],
+                    factor_files(
+                        &m.users,
+                        &m.user_factors,
+                        &m.items,
+                        &m.item_factors,
+                        m.rank + 1,
+                    )?,
                     json!({"rank": p.rank, "iterations": p.iterations, "lambda": p.lambda,
                            "seed": p.seed, "global_mean": m.global_mean,
                            "layout": "factors then bias"}),
