@@ -516,21 +516,15 @@ fn spark_als(
         params.lambda
     );
     let clock = Instant::now();
-    let output = command.output().with_context(|| {
-        format!(
-            "cannot run `{}`: install Spark (pip install pyspark==4.3.0 puts spark-submit on PATH) \
-             or set batch.spark.submit",
-            spark.submit
-        )
-    })?;
+    let output = command
+        .output()
+        .with_context(|| crate::spark::cannot_run(&spark.submit))?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
         bail!(
             "spark-submit {} failed ({}):\n{}",
             job.display(),
             output.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            crate::spark::stderr_tail(&String::from_utf8_lossy(&output.stderr))
         );
     }
     let submit_seconds = clock.elapsed().as_secs_f64();

@@ -422,16 +422,13 @@ async fn submit(config: &Config, plan: &str) -> Result<()> {
         spark.master,
         spark.job.display()
     );
-    let output = command.output().await.with_context(|| {
-        format!(
-            "cannot run `{}`: install Spark (pip install pyspark==4.3.0 puts spark-submit on PATH) \
-             or set batch.spark.submit",
-            spark.submit
-        )
-    })?;
+    let output = command
+        .output()
+        .await
+        .with_context(|| cannot_run(&spark.submit))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+        let tail = stderr_tail(&stderr);
         if stderr.contains("S3AFileSystem") {
             bail!(
                 "spark-submit failed ({}): this Spark has no S3A connector (hadoop-aws) for the \
@@ -439,14 +436,25 @@ async fn submit(config: &Config, plan: &str) -> Result<()> {
                  inputs to a local folder and the outputs back), or add the connector, e.g. \
                  batch.spark.conf.\"spark.jars.packages\": \"org.apache.hadoop:hadoop-aws:3.4.1\"\n{}",
                 output.status,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                tail
             );
         }
-        bail!(
-            "spark-submit failed ({}):\n{}",
-            output.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
+        bail!("spark-submit failed ({}):\n{tail}", output.status);
     }
     Ok(())
+}
+
+/// What to do when spark-submit cannot be started at all.
+pub(crate) fn cannot_run(submit: &str) -> String {
+    format!(
+        "cannot run `{submit}`: install Spark (pip install pyspark==4.3.0 puts spark-submit on PATH) \
+         or set batch.spark.submit"
+    )
+}
+
+/// The last 20 lines of spark-submit's stderr, in order: where its error is.
+pub(crate) fn stderr_tail(stderr: &str) -> String {
+    let mut tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+    tail.reverse();
+    tail.join("\n")
 }
