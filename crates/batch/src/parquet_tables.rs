@@ -738,6 +738,39 @@ pub fn read_factors(bytes: Bytes) -> Result<(Vec<u64>, Vec<f64>, usize)> {
     Ok((ids, factors, width))
 }
 
+/// Two INT64 columns, e.g. (`user_id`, `fingerprint`); u64 values keep their bits.
+pub fn pairs_table(key: &str, value: &str, pairs: &[(u64, u64)]) -> Result<Bytes> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(key, DataType::Int64, false),
+        Field::new(value, DataType::Int64, false),
+    ]));
+    let mut keys = Int64Builder::with_capacity(pairs.len());
+    let mut values = Int64Builder::with_capacity(pairs.len());
+    for &(k, v) in pairs {
+        keys.append_value(k as i64);
+        values.append_value(v as i64);
+    }
+    write(
+        schema,
+        vec![Arc::new(keys.finish()), Arc::new(values.finish())],
+    )
+}
+
+/// Reads [`pairs_table`] back, in file order.
+pub fn read_pairs(bytes: Bytes, key: &'static str, value: &'static str) -> Result<Vec<(u64, u64)>> {
+    use arrow_array::Int64Array;
+    let t = "pairs";
+    let mut out = Vec::new();
+    for batch in read_batches(bytes)? {
+        let keys: &Int64Array = column(&batch, t, key, "INT64")?;
+        let values: &Int64Array = column(&batch, t, value, "INT64")?;
+        for i in 0..batch.num_rows() {
+            out.push((keys.value(i) as u64, values.value(i) as u64));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod model_table_tests {
     use super::*;
@@ -756,5 +789,8 @@ mod model_table_tests {
         let bytes = factors_table(&ids, 2, &factors).unwrap();
         let (read_ids, read, width) = read_factors(bytes).unwrap();
         assert_eq!((read_ids, read, width), (ids.to_vec(), factors, 2));
+        let pairs = vec![(1u64, u64::MAX), (2, 0), (3, 1 << 63)];
+        let bytes = pairs_table("user_id", "fingerprint", &pairs).unwrap();
+        assert_eq!(read_pairs(bytes, "user_id", "fingerprint").unwrap(), pairs);
     }
 }

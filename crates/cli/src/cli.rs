@@ -165,6 +165,45 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Web accounts and API tokens in the serving database.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a web account (the first admin: `--admin`). The password comes
+    /// from $MOVIEREC_PASSWORD, or from the first line of stdin.
+    CreateUser {
+        username: String,
+        /// Give the account the admin role.
+        #[arg(long)]
+        admin: bool,
+        /// Link the account to an existing rating user (e.g. a MovieLens id)
+        /// instead of a new id.
+        #[arg(long)]
+        user_id: Option<u64>,
+    },
+    /// Create an API token for an account and print it (it is shown once).
+    CreateToken {
+        username: String,
+        /// A label to recognise the token by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// List accounts.
+    Users {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give an account the admin or the user role.
+    SetRole {
+        username: String,
+        #[arg(value_parser = ["admin", "user"])]
+        role: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +249,7 @@ impl Command {
             Self::Produce { .. } => "produce",
             Self::Consume { .. } => "consume",
             Self::Dlq { .. } => "dlq",
+            Self::Admin { .. } => "admin",
             Self::SetupAws { .. } => "setup-aws",
             Self::TeardownAws { .. } => "teardown-aws",
         }

@@ -1,5 +1,6 @@
 //! `movierec`: one binary that wires the crates from configuration.
 
+mod accounts;
 mod batch;
 mod cli;
 mod compact;
@@ -8,6 +9,7 @@ mod eval;
 mod import;
 mod ingest;
 mod models;
+mod operations;
 mod personalize;
 mod progress;
 mod schedule;
@@ -318,6 +320,10 @@ async fn run(cli: Cli) -> Result<()> {
                     .await
                 }
             }
+        }
+        Command::Admin { command } => {
+            let config = load_config(&cli)?.config;
+            accounts::run(&config, command).await
         }
         Command::SetupAws { dry_run } => {
             let config = load_config(&cli)?.config;

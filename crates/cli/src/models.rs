@@ -302,6 +302,10 @@ pub async fn train_and_publish(
                 &ranking.user_factors,
             )?,
         ),
+        (
+            "fingerprints.parquet".to_string(),
+            tables::pairs_table("user_id", "fingerprint", &fingerprints(&ratings))?,
+        ),
         card_file(&cards[0]),
     ];
     let mut rating_files = rating_files;
@@ -359,16 +363,44 @@ pub async fn train_and_publish(
     Ok(())
 }
 
+/// Each user's [`ials::ratings_fingerprint`] over the ratings the model
+/// trained on: the server answers a user whose ratings still match from the
+/// lists computed at training, identical to a fold-in and much cheaper.
+fn fingerprints(ratings: &[(u64, u64, f64)]) -> Vec<(u64, u64)> {
+    let mut by_user = std::collections::HashMap::<u64, u64>::new();
+    for &(user, movie, rating) in ratings {
+        let entry = by_user.entry(user).or_default();
+        *entry = entry.wrapping_add(ials::ratings_fingerprint([(movie, rating)]));
+    }
+    let mut pairs: Vec<(u64, u64)> = by_user.into_iter().collect();
+    pairs.sort_unstable();
+    pairs
+}
+
+/// The ranking model as it serves: its version, the model, and the
+/// fingerprints of the trained users' ratings (empty for versions that
+/// predate them).
+pub struct Ranking {
+    pub version: String,
+    pub model: IalsModel,
+    pub fingerprints: std::collections::HashMap<u64, u64>,
+}
+
 /// Loads the ranking model's current version from the lake for serving:
 /// `None` when no batch has trained one yet.
-pub async fn load_ranking(lake: &Lake) -> Result<Option<(String, IalsModel)>> {
+pub async fn load_ranking(lake: &Lake) -> Result<Option<Ranking>> {
     let Some((manifest, files)) = lake.read_dataset(ranking_prefix()).await? else {
         return Ok(None);
     };
     let mut items = None;
     let mut card = None;
+    let mut fingerprints = std::collections::HashMap::new();
     for (key, bytes) in manifest.files.iter().zip(files) {
-        if key.ends_with("/items.parquet") {
+        if key.ends_with("/fingerprints.parquet") {
+            fingerprints = tables::read_pairs(bytes, "user_id", "fingerprint")?
+                .into_iter()
+                .collect();
+        } else if key.ends_with("/items.parquet") {
             items = Some(tables::read_factors(bytes)?);
         } else if key.ends_with("/model.json") {
             card = Some(serde_json::from_slice::<Value>(&bytes)?);
@@ -397,10 +429,11 @@ pub async fn load_ranking(lake: &Lake) -> Result<Option<(String, IalsModel)>> {
         ranking_prefix(),
         params.factors
     );
-    Ok(Some((
-        manifest.run_id,
-        IalsModel::from_item_factors(ids, factors, params),
-    )))
+    Ok(Some(Ranking {
+        version: manifest.run_id,
+        model: IalsModel::from_item_factors(ids, factors, params),
+        fingerprints,
+    }))
 }
 
 /// `movierec models list`: versions newest first, one line each.

@@ -2,8 +2,9 @@
 //! version, kept fresh from the lake, folds each user in from their ratings
 //! at request time, so a rating counts within one request, not one retrain.
 
+use crate::models::Ranking;
 use movierec_core::eval::top_k;
-use movierec_core::ials::IalsModel;
+use movierec_core::ials::ratings_fingerprint;
 use movierec_lake::Lake;
 use movierec_server::{Personalizer, Recommended, UserRatings};
 use std::sync::{Arc, RwLock};
@@ -13,7 +14,7 @@ use std::time::Duration;
 const REFRESH: Duration = Duration::from_secs(10);
 
 pub struct FoldIn {
-    current: RwLock<Option<Arc<(String, IalsModel)>>>,
+    current: RwLock<Option<Arc<Ranking>>>,
 }
 
 impl FoldIn {
@@ -40,13 +41,14 @@ impl FoldIn {
         match lake.current_dataset(crate::models::ranking_prefix()).await {
             Ok(Some(manifest)) if Some(&manifest.run_id) != loaded.as_ref() => {
                 match crate::models::load_ranking(lake).await {
-                    Ok(Some((version, model))) => {
+                    Ok(Some(ranking)) => {
                         tracing::info!(
-                            "serving ranking model ials version {version} ({} movies)",
-                            model.items.len()
+                            "serving ranking model ials version {} ({} movies, {} users' lists precomputed)",
+                            ranking.version,
+                            ranking.model.items.len(),
+                            ranking.fingerprints.len()
                         );
-                        *self.current.write().expect("not poisoned") =
-                            Some(Arc::new((version, model)));
+                        *self.current.write().expect("not poisoned") = Some(Arc::new(ranking));
                     }
                     Ok(None) => {}
                     Err(error) => tracing::warn!("cannot load the ranking model: {error:#}"),
@@ -62,14 +64,20 @@ impl FoldIn {
             .read()
             .expect("not poisoned")
             .as_ref()
-            .map(|m| m.0.clone())
+            .map(|m| m.version.clone())
     }
 }
 
 impl Personalizer for FoldIn {
+    fn trained_on(&self, user_id: u64, ratings: &[(u64, f64)]) -> Option<String> {
+        let current = self.current.read().expect("not poisoned").clone()?;
+        let trained = *current.fingerprints.get(&user_id)?;
+        (trained == ratings_fingerprint(ratings.iter().copied())).then(|| current.version.clone())
+    }
+
     fn recommend(&self, ratings: &[(u64, f64)], k: usize) -> Option<Recommended> {
         let current = self.current.read().expect("not poisoned").clone()?;
-        let (version, model) = current.as_ref();
+        let (version, model) = (&current.version, &current.model);
         let mut excluded = vec![false; model.items.len()];
         let mut known = 0;
         for (movie, _) in ratings {

@@ -153,11 +153,14 @@ pub async fn serve_aws(config: &Config) -> Result<()> {
     run_server(
         config,
         &serving,
-        Arc::new(AwsProbe { aws: aws.clone() }),
+        StorageSide {
+            storage: Arc::new(AwsProbe { aws: aws.clone() }),
+            direct: Arc::new(KafkaRequiredIntake),
+            batch_store: None,
+            ratings: Arc::new(crate::personalize::DynamoRatings(aws.feature_sink())),
+            activity: None,
+        },
         sink,
-        Arc::new(KafkaRequiredIntake),
-        None,
-        Arc::new(crate::personalize::DynamoRatings(aws.feature_sink())),
     )
     .await?;
     serving.close().await;
@@ -270,18 +273,33 @@ impl Streaming {
     }
 }
 
+/// What differs between the storage modes, for the server.
+struct StorageSide {
+    storage: Arc<dyn StorageProbe>,
+    /// Takes posted ratings when Kafka is off.
+    direct: Arc<dyn RatingIntake>,
+    /// What the batch reads besides bronze (the embedded store).
+    batch_store: Option<Arc<dyn RatingStore>>,
+    ratings: Arc<dyn movierec_server::UserRatings>,
+    activity: Option<Arc<dyn movierec_server::RatingActivity>>,
+}
+
 /// The API until a shutdown signal, with the Kafka consumer writing to the
 /// sink `sink` makes when Kafka is enabled (posted ratings then go through Kafka), else
-/// `direct` taking posted ratings.
+/// `side.direct` taking posted ratings.
 async fn run_server(
     config: &Config,
     serving: &ServingDb,
-    storage: Arc<dyn StorageProbe>,
+    side: StorageSide,
     sink: impl FnOnce() -> Result<Arc<dyn EventSink>>,
-    direct: Arc<dyn RatingIntake>,
-    batch_store: Option<Arc<dyn RatingStore>>,
-    ratings: Arc<dyn movierec_server::UserRatings>,
 ) -> Result<()> {
+    let StorageSide {
+        storage,
+        direct,
+        batch_store,
+        ratings,
+        activity,
+    } = side;
     if let Some(expression) = &config.batch.schedule {
         crate::schedule::parse(expression)?;
     }
@@ -310,6 +328,25 @@ async fn run_server(
         } else {
             None
         },
+        accounts: Arc::new(serving.clone()),
+        web: movierec_server::WebSettings {
+            secure_cookies: config.serving.secure_cookies,
+            session_ttl: std::time::Duration::from_secs(config.serving.session_hours * 3600),
+            open_rating_api: config.serving.open_rating_api,
+        },
+        operations: Some(Arc::new(crate::operations::PlatformOperations {
+            config: config.clone(),
+            store: batch_store.clone(),
+            serving: serving.clone(),
+            running: Default::default(),
+        })),
+        activity,
+        limiter: Arc::new(movierec_server::LoginLimiter::new(
+            std::time::Duration::from_secs(15 * 60),
+            config.serving.login_attempts as usize,
+            config.serving.login_attempts as usize * 4,
+        )),
+        web_cache: Default::default(),
     };
     let scheduler = crate::schedule::start(config, batch_store, serving)?;
     let served = movierec_server::serve(listener, state, shutdown_signal()).await;
@@ -328,15 +365,18 @@ async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingD
     run_server(
         config,
         &serving,
-        Arc::new(SqliteProbe {
-            store: store.clone(),
-        }),
+        StorageSide {
+            storage: Arc::new(SqliteProbe {
+                store: store.clone(),
+            }),
+            direct: Arc::new(StoreIntake {
+                store: Arc::new(store.clone()),
+            }),
+            batch_store: Some(Arc::new(store.clone())),
+            ratings: Arc::new(crate::personalize::StoreRatings(store.clone())),
+            activity: Some(Arc::new(crate::operations::StoreActivity(store.clone()))),
+        },
         || Ok(Arc::new(store.clone())),
-        Arc::new(StoreIntake {
-            store: Arc::new(store.clone()),
-        }),
-        Some(Arc::new(store.clone())),
-        Arc::new(crate::personalize::StoreRatings(store.clone())),
     )
     .await?;
     serving.close().await;

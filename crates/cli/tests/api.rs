@@ -406,6 +406,45 @@ fn personalized_recommendations_follow_new_ratings_and_similar_movies_are_served
     }
     let scores: Vec<f64> = items.iter().map(|i| i["score"].as_f64().unwrap()).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    // Unchanged since training: the list computed then is served, and it is
+    // exactly what a live fold-in gives (k above the 20 precomputed forces one).
+    assert_eq!(recs["precomputed"], true, "{recs}");
+    let (status, live) = get(base, "/api/users/1/recommendations?k=30");
+    assert_eq!(status, 200);
+    assert_eq!(live["precomputed"], false, "{live}");
+    let live_items = live["items"].as_array().unwrap();
+    assert_eq!(live_items.len(), 30);
+    for (stored, folded) in items.iter().zip(live_items) {
+        assert_eq!(stored["movie_id"], folded["movie_id"]);
+        let (a, b) = (
+            stored["score"].as_f64().unwrap(),
+            folded["score"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+    }
+    // A new rating makes the precomputed list stale: folded in again.
+    let newly_rated = items[0]["movie_id"].as_u64().unwrap();
+    let (status, body) = post(
+        base,
+        "/api/ratings",
+        &format!(
+            r#"{{"user_id":1,"movie_id":{newly_rated},"rating":2.0,"timestamp":"2026-11-30T10:00:00Z"}}"#
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (_, changed) = get(base, "/api/users/1/recommendations?k=7");
+    assert_eq!(
+        (changed["source"].as_str(), changed["precomputed"].as_bool()),
+        (Some("fold-in"), Some(false)),
+        "{changed}"
+    );
+    assert!(
+        changed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["movie_id"] != newly_rated)
+    );
     for bad in ["k=0", "k=101", "k=ten", "kk=3"] {
         let (status, error) = get(base, &format!("/api/users/1/recommendations?{bad}"));
         assert_eq!(status, 400, "{bad}: {error}");

@@ -315,6 +315,18 @@ pub struct ServingConfig {
     pub port: u16,
     /// `sqlite://…`, `mysql://…` (RDS) or `postgres://…`.
     pub database_url: String,
+    /// The `Secure` attribute on session cookies. Browsers accept such
+    /// cookies from http://localhost too; set `false` only to serve plain
+    /// HTTP to other hosts (better: put TLS in front).
+    pub secure_cookies: bool,
+    /// How long a login lasts.
+    pub session_hours: u64,
+    /// `true`: `POST /api/ratings` accepts ratings for any user without a
+    /// token (a trusted network only).
+    pub open_rating_api: bool,
+    /// Failed logins allowed per username (and 4x per client address) in
+    /// 15 minutes before logins are refused for a while.
+    pub login_attempts: u32,
 }
 
 impl Default for ServingConfig {
@@ -323,6 +335,10 @@ impl Default for ServingConfig {
             host: "127.0.0.1".into(),
             port: 8082,
             database_url: "sqlite://data/movierec.db".into(),
+            secure_cookies: true,
+            session_hours: 336,
+            open_rating_api: false,
+            login_attempts: 5,
         }
     }
 }
@@ -584,6 +600,18 @@ impl Config {
             return fail(
                 "serving.port",
                 "expected a port number from 1 to 65535".into(),
+            );
+        }
+        if !(1..=24 * 366).contains(&self.serving.session_hours) {
+            return fail(
+                "serving.session_hours",
+                "expected 1 to 8784 hours (a year)".into(),
+            );
+        }
+        if self.serving.login_attempts == 0 {
+            return fail(
+                "serving.login_attempts",
+                "expected at least 1 failed login before a pause".into(),
             );
         }
         if self.sqlite.path.as_os_str().is_empty() {

@@ -534,6 +534,24 @@ impl IalsModel {
     }
 }
 
+/// A user's ratings as one number, the same whatever their order: equal
+/// fingerprints mean (but for a 2^-64 chance) the same (movie, half-star)
+/// pairs, so the list computed at training is what fold-in would give now.
+pub fn ratings_fingerprint(ratings: impl IntoIterator<Item = (u64, f64)>) -> u64 {
+    ratings.into_iter().fold(0u64, |acc, (movie, rating)| {
+        let half_stars = (rating * 2.0).round() as u64;
+        acc.wrapping_add(splitmix64(movie.wrapping_mul(16).wrapping_add(half_stars)))
+    })
+}
+
+/// SplitMix64's finalizer: a stable, well-mixed 64-bit hash of one value.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// Interactions mapped to dense indices: sorted distinct user and item ids,
 /// and a user-major CSR with (item index, rating), duplicates resolved so that
 /// the last occurrence of a (user, item) pair in the input wins.

@@ -1,6 +1,7 @@
 use crate::ApiError;
-use crate::params::{Params, path_id};
+use crate::params::{MOVIE_LIST_PARAMS, Params, path_id};
 use crate::ratings::{RatingIntake, post_rating};
+use crate::web::{LoginLimiter, Operations, RatingActivity, WebSettings};
 use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -8,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use movierec_store::{MovieSort, Page, ServingStore};
+use movierec_store::{AccountStore, MovieSort, Page, ServingStore};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -49,6 +50,12 @@ pub struct Recommended {
 pub trait Personalizer: Send + Sync {
     /// `None` while no model has been trained.
     fn recommend(&self, ratings: &[(u64, f64)], k: usize) -> Option<Recommended>;
+    /// `Some(version)` when `ratings` are exactly those the current model
+    /// trained `user_id` on: the list the batch computed for them then is
+    /// what [`Personalizer::recommend`] would answer, and cheaper to read.
+    fn trained_on(&self, _user_id: u64, _ratings: &[(u64, f64)]) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Clone)]
@@ -65,9 +72,48 @@ pub struct AppState {
     /// the batch published are served).
     pub ratings: Option<Arc<dyn UserRatings>>,
     pub personalizer: Option<Arc<dyn Personalizer>>,
+    /// Web accounts, sessions and API tokens (the serving database).
+    pub accounts: Arc<dyn AccountStore>,
+    pub web: WebSettings,
+    /// Batch runs, dead letters, model versions for the admin area.
+    pub operations: Option<Arc<dyn Operations>>,
+    /// Per-month and per-movie rating counts for charts.
+    pub activity: Option<Arc<dyn RatingActivity>>,
+    pub limiter: Arc<LoginLimiter>,
+    pub web_cache: Arc<WebCache>,
+}
+
+/// Slow-changing lists the pages need on every request, refreshed once a minute.
+#[derive(Default)]
+pub struct WebCache {
+    genres: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
+}
+
+impl WebCache {
+    /// Every genre of a rated movie, by name.
+    pub(crate) async fn genres(&self, state: &AppState) -> movierec_store::Result<Vec<String>> {
+        let mut cached = self.genres.lock().await;
+        if let Some((at, genres)) = cached.as_ref()
+            && at.elapsed() < std::time::Duration::from_secs(60)
+        {
+            return Ok(genres.clone());
+        }
+        let mut genres: Vec<String> = state
+            .serving
+            .stats()
+            .await?
+            .top_genres
+            .into_iter()
+            .map(|(genre, _)| genre)
+            .collect();
+        genres.sort();
+        *cached = Some((std::time::Instant::now(), genres.clone()));
+        Ok(genres)
+    }
 }
 
 pub fn router(state: AppState) -> Router {
+    let pages = crate::web::routes(&state);
     Router::new()
         .route("/health", get(health))
         .route("/api/movies", get(movies))
@@ -78,13 +124,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/movies/{id}/similar", get(similar_movies))
         .route("/api/stats", get(stats))
         .route("/api/ratings", post(post_rating))
+        .route("/api/me", get(crate::ratings::me))
+        .route("/api/openapi.json", get(crate::openapi::document))
         .route("/metrics", get(metrics_text))
         .fallback(|| async {
             ApiError::not_found(
                 "no such endpoint; see /api/movies, /api/movies/{id}/similar, /api/recommendations/top, /api/users/{id}/recommendations, /api/stats, POST /api/ratings, /health, /metrics",
             )
         })
+        .merge(pages)
         .with_state(state)
+        .layer(axum::middleware::from_fn(crate::web::security_headers))
 }
 
 type Pairs = Query<Vec<(String, String)>>;
@@ -99,7 +149,10 @@ fn paged<T: serde::Serialize>(items: Vec<T>, total: u64, page: Page) -> Json<Val
     }))
 }
 
-async fn health(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "every dependency answers", body = crate::openapi::Health),
+              (status = 503, description = "a dependency failed; `failures` names it", body = crate::openapi::Health)))]
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
     let mut failures = Vec::new();
     let storage_info = match state.storage.check().await {
         Ok(info) => info,
@@ -145,7 +198,10 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics_text(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+              (status = 404, description = "metrics are not enabled", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
     match &state.metrics {
         Some(handle) => (
             [(
@@ -159,39 +215,35 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn movies(
+#[utoipa::path(get, path = "/api/movies", tag = "movies",
+    params(("q" = Option<String>, Query, description = "case-insensitive title substring (max 200 characters)"),
+        ("genre" = Option<String>, Query, description = "one genre, exact and case-insensitive, e.g. Drama"),
+        ("year_from" = Option<i32>, Query, description = "release year from (1800-2200)"),
+        ("year_to" = Option<i32>, Query, description = "release year to (1800-2200), not before year_from"),
+        ("min_count" = Option<u64>, Query, description = "at least this many ratings"),
+        ("page" = Option<u64>, Query, description = "1-based page (default 1)"),
+        ("page_size" = Option<u64>, Query, description = "1-100 (default 20)"),
+        ("sort" = Option<String>, Query, description = "id, title, -title, year, -year, rating, -rating, count, -count")),
+    responses((status = 200, description = "a page of movies", body = crate::openapi::MoviePage),
+              (status = 400, description = "a parameter is invalid (named in `error.parameter`)", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn movies(
     State(state): State<AppState>,
     Query(pairs): Pairs,
 ) -> Result<Json<Value>, ApiError> {
-    let params = Params::new(
-        pairs,
-        &[
-            "q",
-            "genre",
-            "year_from",
-            "year_to",
-            "min_count",
-            "sort",
-            "page",
-            "page_size",
-        ],
-    )?;
+    let params = Params::new(pairs, &MOVIE_LIST_PARAMS)?;
     let filter = params.filter()?;
-    let sort = match params.text("sort", 20)? {
-        None => MovieSort::default(),
-        Some(text) => MovieSort::parse(&text).ok_or_else(|| {
-            ApiError::bad_parameter(
-                "sort",
-                format!("expected one of {}, got `{text}`", MovieSort::NAMES),
-            )
-        })?,
-    };
+    let sort = params.sort(MovieSort::default())?;
     let page = params.page()?;
     let (items, total) = state.serving.movies(&filter, sort, page).await?;
     Ok(paged(items, total, page))
 }
 
-async fn movie(
+#[utoipa::path(get, path = "/api/movies/{id}", tag = "movies",
+    params(("id" = u64, Path, description = "movie id")),
+    responses((status = 200, description = "the movie, its features, rank and similar movies", body = crate::openapi::MovieDetail),
+              (status = 400, description = "the id is not a positive integer", body = crate::openapi::ErrorBody),
+              (status = 404, description = "no such movie", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn movie(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -223,7 +275,19 @@ async fn movie(
     })))
 }
 
-async fn top(State(state): State<AppState>, Query(pairs): Pairs) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/recommendations/top", tag = "recommendations",
+    params(("genre" = Option<String>, Query, description = "one genre, exact and case-insensitive, e.g. Drama"),
+        ("year_from" = Option<i32>, Query, description = "release year from (1800-2200)"),
+        ("year_to" = Option<i32>, Query, description = "release year to (1800-2200), not before year_from"),
+        ("min_count" = Option<u64>, Query, description = "at least this many ratings"),
+        ("page" = Option<u64>, Query, description = "1-based page (default 1)"),
+        ("page_size" = Option<u64>, Query, description = "1-100 (default 20)")),
+    responses((status = 200, description = "a page of the Bayesian top-N", body = crate::openapi::TopPage),
+              (status = 400, description = "a parameter is invalid", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn top(
+    State(state): State<AppState>,
+    Query(pairs): Pairs,
+) -> Result<Json<Value>, ApiError> {
     let params = Params::new(
         pairs,
         &[
@@ -243,7 +307,12 @@ async fn top(State(state): State<AppState>, Query(pairs): Pairs) -> Result<Json<
 
 const MAX_K: u64 = 100;
 
-async fn similar_movies(
+#[utoipa::path(get, path = "/api/movies/{id}/similar", tag = "recommendations",
+    params(("id" = u64, Path, description = "movie id"), ("k" = Option<u64>, Query, description = "1-100 (default 10)")),
+    responses((status = 200, description = "movies nearest in the ranking model", body = crate::openapi::Similar),
+              (status = 400, description = "a parameter is invalid", body = crate::openapi::ErrorBody),
+              (status = 404, description = "no such movie", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn similar_movies(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(pairs): Pairs,
@@ -263,17 +332,24 @@ async fn similar_movies(
     })))
 }
 
+/// A user's list, from whichever source can answer (see [`recommendations_for`]).
+pub(crate) struct ForUser {
+    pub personalized: bool,
+    pub source: &'static str,
+    /// model, model_version or fallback_reason.
+    pub extra: Value,
+    pub rated: usize,
+    pub items: Vec<Value>,
+}
+
 /// A user's top K: folded in from their current ratings when a model is
 /// loaded (so a rating posted a moment ago counts), else the batch's list,
 /// else the popularity top; always without the movies they rated.
-async fn user_recommendations(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(pairs): Pairs,
-) -> Result<Json<Value>, ApiError> {
-    let user_id = path_id("id", &id)?;
-    let params = Params::new(pairs, &["k"])?;
-    let k = params.int("k", 1, MAX_K)?.unwrap_or(10);
+pub(crate) async fn recommendations_for(
+    state: &AppState,
+    user_id: u64,
+    k: u64,
+) -> Result<ForUser, ApiError> {
     let rated = match &state.ratings {
         Some(source) => source
             .user_ratings(user_id)
@@ -282,20 +358,36 @@ async fn user_recommendations(
         None => Vec::new(),
     };
     let seen: std::collections::HashSet<u64> = rated.iter().map(|r| r.0).collect();
-    let body = |personalized: bool, source: &str, extra: Value, items: Vec<Value>| {
-        let mut body = json!({
-            "user_id": user_id,
-            "k": k,
-            "personalized": personalized,
-            "source": source,
-            "rated_movies": rated.len(),
-            "items": items,
-        });
-        if let (Value::Object(map), Value::Object(extra)) = (&mut body, extra) {
-            map.extend(extra);
+    let answer =
+        |personalized: bool, source: &'static str, extra: Value, items: Vec<Value>| ForUser {
+            personalized,
+            source,
+            extra,
+            rated: rated.len(),
+            items,
+        };
+    if !rated.is_empty()
+        && let Some(personalizer) = &state.personalizer
+        && let Some(version) = personalizer.trained_on(user_id, &rated)
+    {
+        let items: Vec<Value> = state
+            .serving
+            .user_recommendations(user_id, k)
+            .await?
+            .into_iter()
+            .filter(|r| !seen.contains(&r.movie.movie_id))
+            .map(|r| json!(r))
+            .collect();
+        // Shorter than asked (k above models.recommendations_per_user): fold in.
+        if items.len() as u64 == k {
+            return Ok(answer(
+                true,
+                "fold-in",
+                json!({"model": "ials", "model_version": version, "precomputed": true}),
+                items,
+            ));
         }
-        Json(body)
-    };
+    }
     if !rated.is_empty()
         && let Some(personalizer) = &state.personalizer
         && let Some(list) = personalizer.recommend(&rated, k as usize)
@@ -319,10 +411,10 @@ async fn user_recommendations(
                 Some(item)
             })
             .collect();
-        return Ok(body(
+        return Ok(answer(
             true,
             "fold-in",
-            json!({"model": list.model, "model_version": list.version}),
+            json!({"model": list.model, "model_version": list.version, "precomputed": false}),
             items,
         ));
     }
@@ -336,7 +428,7 @@ async fn user_recommendations(
         .map(|r| json!(r))
         .collect();
     if !batch.is_empty() {
-        return Ok(body(true, "batch", json!({"model": "ials"}), batch));
+        return Ok(answer(true, "batch", json!({"model": "ials"}), batch));
     }
     let reason = if rated.is_empty() {
         "no ratings from this user yet"
@@ -357,7 +449,7 @@ async fn user_recommendations(
         .take(k as usize)
         .map(|r| json!(r))
         .collect();
-    Ok(body(
+    Ok(answer(
         false,
         "popularity",
         json!({"fallback_reason": reason}),
@@ -365,7 +457,40 @@ async fn user_recommendations(
     ))
 }
 
-async fn user_features(
+#[utoipa::path(get, path = "/api/users/{id}/recommendations", tag = "recommendations",
+    params(("id" = u64, Path, description = "user id (ratings)"), ("k" = Option<u64>, Query, description = "1-100 (default 10)")),
+    responses((status = 200, description = "fold-in, batch list or popularity fallback; rated movies left out", body = crate::openapi::UserRecommendations),
+              (status = 400, description = "a parameter is invalid", body = crate::openapi::ErrorBody),
+              (status = 503, description = "the rating storage failed", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn user_recommendations(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(pairs): Pairs,
+) -> Result<Json<Value>, ApiError> {
+    let user_id = path_id("id", &id)?;
+    let params = Params::new(pairs, &["k"])?;
+    let k = params.int("k", 1, MAX_K)?.unwrap_or(10);
+    let list = recommendations_for(&state, user_id, k).await?;
+    let mut body = json!({
+        "user_id": user_id,
+        "k": k,
+        "personalized": list.personalized,
+        "source": list.source,
+        "rated_movies": list.rated,
+        "items": list.items,
+    });
+    if let (Value::Object(map), Value::Object(extra)) = (&mut body, list.extra) {
+        map.extend(extra);
+    }
+    Ok(Json(body))
+}
+
+#[utoipa::path(get, path = "/api/users/{id}/features", tag = "users",
+    params(("id" = u64, Path, description = "user id (ratings)")),
+    responses((status = 200, description = "features as of the last batch", body = crate::openapi::UserFeatures),
+              (status = 400, description = "the id is not a positive integer", body = crate::openapi::ErrorBody),
+              (status = 404, description = "no such user", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn user_features(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -384,7 +509,9 @@ async fn user_features(
     })))
 }
 
-async fn stats(
+#[utoipa::path(get, path = "/api/stats", tag = "operations",
+    responses((status = 200, description = "counts and distributions as of the last batch", body = crate::openapi::StatsBody)))]
+pub(crate) async fn stats(
     State(state): State<AppState>,
     Query(pairs): Pairs,
 ) -> Result<Json<Value>, ApiError> {

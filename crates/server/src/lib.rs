@@ -6,12 +6,20 @@
 
 mod api;
 mod error;
+mod openapi;
 mod params;
 mod ratings;
+mod web;
 
 pub use api::{
-    AppState, DependencyProbe, Personalizer, Recommended, StorageProbe, UserRatings, router,
+    AppState, DependencyProbe, Personalizer, Recommended, StorageProbe, UserRatings, WebCache,
+    router,
 };
+pub use web::{DeadLetterView, LoginLimiter, Operations, RatingActivity, WebSettings};
+/// Password hashing and token minting, shared with `movierec admin`.
+pub mod credentials {
+    pub use crate::web::auth::{check_new_credentials, hash_password, hash_token, new_token};
+}
 pub use error::ApiError;
 pub use ratings::{RatingIntake, StoreIntake};
 
@@ -24,7 +32,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    // The client address feeds login rate limiting.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -7,6 +7,18 @@ use std::str::FromStr;
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
 pub const MAX_PAGE_SIZE: u64 = 100;
 
+/// What a movie listing (the API's and the browse page's) accepts.
+pub const MOVIE_LIST_PARAMS: [&str; 8] = [
+    "q",
+    "genre",
+    "year_from",
+    "year_to",
+    "min_count",
+    "sort",
+    "page",
+    "page_size",
+];
+
 pub struct Params(HashMap<String, String>);
 
 impl Params {
@@ -69,6 +81,25 @@ impl Params {
                 .int("page_size", 1, MAX_PAGE_SIZE)?
                 .unwrap_or(DEFAULT_PAGE_SIZE),
         })
+    }
+
+    /// `sort`, one of [`movierec_store::MovieSort::NAMES`].
+    pub fn sort(
+        &self,
+        default: movierec_store::MovieSort,
+    ) -> Result<movierec_store::MovieSort, ApiError> {
+        match self.text("sort", 20)? {
+            None => Ok(default),
+            Some(text) => movierec_store::MovieSort::parse(&text).ok_or_else(|| {
+                ApiError::bad_parameter(
+                    "sort",
+                    format!(
+                        "expected one of {}, got `{text}`",
+                        movierec_store::MovieSort::NAMES
+                    ),
+                )
+            }),
+        }
     }
 
     pub fn filter(&self) -> Result<movierec_store::MovieFilter, ApiError> {

@@ -7,10 +7,12 @@
 //!   (RDS) and PostgreSQL through sqlx's `Any` driver, with one migration set
 //!   per dialect.
 
+mod accounts;
 mod dialect;
 mod rating_store;
 mod serving;
 
+pub use accounts::{Account, AccountStore, FIRST_ACCOUNT_USER_ID, NewAccount, Session};
 pub use dialect::Dialect;
 pub use rating_store::SqliteRatingStore;
 pub use serving::{
@@ -38,6 +40,9 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A unique name or id is already taken.
+    #[error("{0}")]
+    Conflict(String),
     /// A sink other than SQL (S3, DynamoDB) failed; the message names what.
     #[error("{0}")]
     Sink(String),

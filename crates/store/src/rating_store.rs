@@ -84,6 +84,46 @@ impl SqliteRatingStore {
         &self.path
     }
 
+    /// (rating, count) of one movie's current ratings, for 0.5 … 5.0.
+    pub async fn movie_rating_counts(&self, movie_id: u64) -> Result<Vec<(f64, u64)>> {
+        let rows = sqlx::query(
+            "SELECT rating_half, COUNT(*) AS n FROM ratings WHERE movie_id = ? GROUP BY rating_half",
+        )
+        .bind(to_i64(movie_id))
+        .fetch_all(&self.pool)
+        .await
+        .context(|| format!("cannot count the ratings of movie {movie_id}"))?;
+        let mut counts: Vec<(f64, u64)> = (1..=10).map(|h| (f64::from(h) / 2.0, 0)).collect();
+        for row in &rows {
+            let half: i64 = row
+                .try_get("rating_half")
+                .context(|| "cannot decode a rating".into())?;
+            let n: i64 = row
+                .try_get("n")
+                .context(|| "cannot decode a count".into())?;
+            if let Some(slot) = counts.get_mut((half - 1) as usize) {
+                slot.1 = n as u64;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Current ratings by the month of their timestamp ("YYYY-MM", UTC),
+    /// oldest first: the stats page's ratings-over-time chart.
+    pub async fn ratings_per_month(&self) -> Result<Vec<(String, u64)>> {
+        let rows = sqlx::query(
+            "SELECT strftime('%Y-%m', ts_ms / 1000, 'unixepoch') AS month, COUNT(*) AS n \
+             FROM ratings GROUP BY month ORDER BY month",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context(|| "cannot count ratings by month".into())?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("month")?, r.try_get::<i64, _>("n")? as u64)))
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            .context(|| "cannot decode a monthly count".into())
+    }
+
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

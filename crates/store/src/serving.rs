@@ -17,8 +17,8 @@ const ROWS_PER_INSERT: usize = 500;
 /// The serving database: SQLite, MySQL or PostgreSQL by URL.
 #[derive(Debug, Clone)]
 pub struct ServingDb {
-    pool: AnyPool,
-    dialect: Dialect,
+    pub(crate) pool: AnyPool,
+    pub(crate) dialect: Dialect,
     url: String,
 }
 
@@ -296,7 +296,7 @@ fn batch_run(row: &AnyRow) -> std::result::Result<BatchRun, sqlx::Error> {
 }
 
 /// A filter as SQL conditions and the values to bind, in order.
-enum Bind {
+pub(crate) enum Bind {
     Text(String),
     Int(i64),
 }
@@ -357,21 +357,24 @@ impl ServingDb {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let [tables, stages, models] = match self.dialect {
+        let [tables, stages, models, accounts] = match self.dialect {
             Dialect::Sqlite => [
                 include_str!("../migrations/serving-sqlite/0001_serving.sql"),
                 include_str!("../migrations/serving-sqlite/0002_batch_stages.sql"),
                 include_str!("../migrations/serving-sqlite/0003_models.sql"),
+                include_str!("../migrations/serving-sqlite/0004_accounts.sql"),
             ],
             Dialect::MySql => [
                 include_str!("../migrations/serving-mysql/0001_serving.sql"),
                 include_str!("../migrations/serving-mysql/0002_batch_stages.sql"),
                 include_str!("../migrations/serving-mysql/0003_models.sql"),
+                include_str!("../migrations/serving-mysql/0004_accounts.sql"),
             ],
             Dialect::Postgres => [
                 include_str!("../migrations/serving-postgres/0001_serving.sql"),
                 include_str!("../migrations/serving-postgres/0002_batch_stages.sql"),
                 include_str!("../migrations/serving-postgres/0003_models.sql"),
+                include_str!("../migrations/serving-postgres/0004_accounts.sql"),
             ],
         };
         let migration = |version, name: &str, sql: &'static str| {
@@ -387,6 +390,7 @@ impl ServingDb {
             migration(1, "serving tables", tables),
             migration(2, "batch run stages", stages),
             migration(3, "personalized models", models),
+            migration(4, "web accounts", accounts),
         ]);
         migrator.dangerous_set_table_name("_movierec_serving_migrations");
         migrator
@@ -411,7 +415,7 @@ impl ServingDb {
         self.pool.close().await;
     }
 
-    fn sql(&self, sql: &str) -> AssertSqlSafe<String> {
+    pub(crate) fn sql(&self, sql: &str) -> AssertSqlSafe<String> {
         AssertSqlSafe(self.dialect.placeholders(sql))
     }
 
@@ -699,7 +703,12 @@ impl ServingDb {
         (sql, binds)
     }
 
-    async fn fetch(&self, sql: &str, binds: &[Bind], tail: &[i64]) -> Result<Vec<AnyRow>> {
+    pub(crate) async fn fetch(
+        &self,
+        sql: &str,
+        binds: &[Bind],
+        tail: &[i64],
+    ) -> Result<Vec<AnyRow>> {
         let mut query = sqlx::query(self.sql(sql));
         for bind in binds {
             query = match bind {

@@ -6,7 +6,8 @@ use movierec_core::{
     BayesianParams, EventTime, FeatureAccumulator, Movie, MovieCounts, Rating, bayesian_top_n,
 };
 use movierec_store::{
-    BatchRun, BatchStage, MovieFilter, MovieSort, Page, PublishInput, ServingDb, ServingStore,
+    AccountStore, BatchRun, BatchStage, FIRST_ACCOUNT_USER_ID, MovieFilter, MovieSort, NewAccount,
+    Page, PublishInput, ServingDb, ServingStore, StoreError,
 };
 use sqlx::Connection;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -346,6 +347,86 @@ async fn exercise(db: ServingDb) {
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0].error.as_deref(), Some("boom"), "newest first");
     assert_eq!(runs[1], run);
+    accounts(&db).await;
+}
+
+/// Accounts, sessions and API tokens: the same on every dialect.
+async fn accounts(db: &ServingDb) {
+    let new = |username: &'static str, user_id: Option<u64>| NewAccount {
+        username,
+        password_hash: "$argon2id$fake",
+        is_admin: false,
+        user_id,
+        now: 1_700_000_000,
+    };
+    let alice = db.create_account(new("alice", None)).await.unwrap();
+    assert_eq!(alice.user_id, FIRST_ACCOUNT_USER_ID);
+    assert!(!alice.is_admin);
+    let bob = db.create_account(new("bob", None)).await.unwrap();
+    assert_eq!(bob.user_id, FIRST_ACCOUNT_USER_ID + 1, "next free id");
+    let linked = db.create_account(new("ml-user-1", Some(1))).await.unwrap();
+    assert_eq!(linked.user_id, 1);
+    let taken = db.create_account(new("alice", None)).await.unwrap_err();
+    assert!(
+        matches!(&taken, StoreError::Conflict(m) if m.contains("alice")),
+        "{taken}"
+    );
+    let taken = db.create_account(new("carol", Some(1))).await.unwrap_err();
+    assert!(
+        matches!(&taken, StoreError::Conflict(m) if m.contains("ml-user-1")),
+        "{taken}"
+    );
+    // Names are bound, never spliced: a quote is just a character.
+    assert!(db.account_by_name("' OR '1'='1").await.unwrap().is_none());
+    let (found, hash) = db.account_by_name("alice").await.unwrap().unwrap();
+    assert_eq!((found, hash.as_str()), (alice.clone(), "$argon2id$fake"));
+
+    assert!(db.set_admin(bob.id, true).await.unwrap());
+    assert!(
+        !db.set_admin(999_999, true).await.unwrap(),
+        "no such account"
+    );
+    let all = db.accounts().await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|a| (a.username.as_str(), a.is_admin))
+            .collect::<Vec<_>>(),
+        [("alice", false), ("bob", true), ("ml-user-1", false)]
+    );
+
+    let now = 1_700_000_100;
+    db.create_session("s1", alice.id, "csrf1", now, now + 60)
+        .await
+        .unwrap();
+    let session = db.session("s1", now + 10).await.unwrap().unwrap();
+    assert_eq!(
+        (session.account.id, session.csrf.as_str()),
+        (alice.id, "csrf1")
+    );
+    assert!(
+        db.session("s1", now + 61).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(db.session("nope", now).await.unwrap().is_none());
+    // A new session sweeps the expired ones.
+    db.create_session("s2", bob.id, "csrf2", now + 120, now + 500)
+        .await
+        .unwrap();
+    assert!(db.session("s1", now).await.unwrap().is_none(), "swept");
+    db.delete_session("s2").await.unwrap();
+    assert!(
+        db.session("s2", now + 130).await.unwrap().is_none(),
+        "logged out"
+    );
+
+    db.create_api_token("t1", bob.id, "script", now)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.api_token_account("t1").await.unwrap().unwrap().username,
+        "bob"
+    );
+    assert!(db.api_token_account("t2").await.unwrap().is_none());
 }
 
 #[tokio::test]

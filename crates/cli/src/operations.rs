@@ -1,0 +1,141 @@
+//! What the web application's admin area and charts need from the rest of
+//! the platform: running a batch, the dead-letter topic, model versions,
+//! and rating counts from the embedded store.
+
+use async_trait::async_trait;
+use movierec_config::Config;
+use movierec_server::{DeadLetterView, Operations, RatingActivity};
+use movierec_store::{ModelRecord, RatingStore, ServingDb, SqliteRatingStore};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub struct PlatformOperations {
+    pub config: Config,
+    pub store: Option<Arc<dyn RatingStore>>,
+    pub serving: ServingDb,
+    pub running: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl Operations for PlatformOperations {
+    async fn run_batch(&self) -> Result<String, String> {
+        if self.running.swap(true, Ordering::SeqCst) {
+            return Err(
+                "a batch started from this server is still running: wait for it to end".into(),
+            );
+        }
+        let (config, store, serving, running) = (
+            self.config.clone(),
+            self.store.clone(),
+            self.serving.clone(),
+            self.running.clone(),
+        );
+        tokio::spawn(async move {
+            let result = crate::batch::run_batch(
+                &config,
+                &crate::batch::Selection::All,
+                &config.batch.engine.into(),
+                store.as_deref(),
+                &serving,
+            )
+            .await;
+            match result {
+                Ok(run) => tracing::info!(
+                    "batch run from the admin page succeeded: {} ratings, top {} in {} ms",
+                    run.ratings,
+                    run.ranked,
+                    run.duration_ms
+                ),
+                // Recorded in the batch runs too, where the page shows it.
+                Err(error) => tracing::error!("batch run from the admin page failed: {error:#}"),
+            }
+            running.store(false, Ordering::SeqCst);
+        });
+        Ok(format!("batch started ({:?} engine)", self.config.batch.engine).to_lowercase())
+    }
+
+    fn batch_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterView>, String> {
+        if !self.config.kafka.enabled {
+            return Err(
+                "Kafka is not enabled (kafka.enabled: false): ratings are validated when posted, so nothing is dead-lettered"
+                    .into(),
+            );
+        }
+        let kafka = self.config.kafka.clone();
+        let letters = tokio::task::spawn_blocking(move || movierec_kafka::dlq::read_all(&kafka))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read the dead-letter topic: {e}"))?;
+        Ok(letters
+            .into_iter()
+            .rev()
+            .take(limit)
+            .map(|l| DeadLetterView {
+                source: format!(
+                    "{}[{}]@{}",
+                    l.source_topic,
+                    l.source_partition
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
+                    l.source_offset.map(|o| o.to_string()).unwrap_or_default()
+                ),
+                failed_at: l.failed_at,
+                reason: l.reason,
+                error: l.error,
+                payload: l.payload,
+            })
+            .collect())
+    }
+
+    async fn replay_dead_letters(&self) -> Result<String, String> {
+        if !self.config.kafka.enabled {
+            return Err("Kafka is not enabled: there are no dead letters to replay".into());
+        }
+        let kafka = self.config.kafka.clone();
+        let letters = tokio::task::spawn_blocking(move || movierec_kafka::dlq::read_all(&kafka))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read the dead-letter topic: {e}"))?;
+        let summary =
+            movierec_kafka::dlq::replay(&self.config.kafka, &letters, None, None, false, false)
+                .await
+                .map_err(|e| format!("replay failed: {e}"))?;
+        Ok(format!(
+            "{} re-sent, {} still invalid (left in the topic)",
+            summary.resent, summary.still_invalid
+        ))
+    }
+
+    async fn model_versions(&self, limit: u64) -> Result<Vec<ModelRecord>, String> {
+        self.serving
+            .models(None, limit)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Charts from the embedded rating store.
+pub struct StoreActivity(pub SqliteRatingStore);
+
+#[async_trait]
+impl RatingActivity for StoreActivity {
+    async fn ratings_per_month(&self) -> Option<Vec<(String, u64)>> {
+        self.0
+            .ratings_per_month()
+            .await
+            .map_err(|e| tracing::warn!("ratings by month: {e}"))
+            .ok()
+    }
+
+    async fn movie_distribution(&self, movie_id: u64) -> Option<Vec<(f64, u64)>> {
+        self.0
+            .movie_rating_counts(movie_id)
+            .await
+            .map_err(|e| tracing::warn!("rating distribution of movie {movie_id}: {e}"))
+            .ok()
+    }
+}
