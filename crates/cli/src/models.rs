@@ -21,7 +21,6 @@ use std::time::Instant;
 /// movie two people rated has factors that mean little yet.
 const SIMILAR_MIN_RATINGS: u64 = 5;
 /// The share of each user's ratings held out to measure a new version.
-const HOLDOUT: f64 = 0.1;
 const METRICS_K: usize = 10;
 
 /// Where the ranking model's current version lives in the lake (the API
@@ -116,36 +115,44 @@ pub async fn train_and_publish(
     };
     let ials_params = crate::eval::ials_params(models);
 
-    // Holdout metrics: the same models on 90% of each user's ratings.
-    let log: Vec<movierec_core::eval::Interaction> = ratings
-        .iter()
-        .map(|&(user, item, rating)| movierec_core::eval::Interaction {
-            user,
-            item,
-            rating,
-            time: 0,
-        })
-        .collect();
-    let fold = split(
-        &log,
-        Split::Stratified {
-            train_fraction: 1.0 - HOLDOUT,
-            seed: models.ranking.seed,
-        },
-    )
-    .expect("a split computed from the data");
-    drop(log);
-    let reports = tokio::task::block_in_place(|| {
-        evaluate_fold_with(
-            &fold,
-            &[rating_spec, ModelSpec::Ials(ials_params)],
-            METRICS_K,
-            false,
+    // Holdout metrics: the same models on the rest of each user's ratings.
+    let holdout_share = models.holdout;
+    let (rating_report, ranking_report) = if holdout_share > 0.0 {
+        let log: Vec<movierec_core::eval::Interaction> = ratings
+            .iter()
+            .map(|&(user, item, rating)| movierec_core::eval::Interaction {
+                user,
+                item,
+                rating,
+                time: 0,
+            })
+            .collect();
+        let fold = split(
+            &log,
+            Split::Stratified {
+                train_fraction: 1.0 - holdout_share,
+                seed: models.ranking.seed,
+            },
         )
-    });
-    drop(fold);
-    let rating_report = &reports[0];
-    let ranking_report = &reports[1];
+        .expect("a split computed from the data");
+        drop(log);
+        let mut reports = tokio::task::block_in_place(|| {
+            evaluate_fold_with(
+                &fold,
+                &[rating_spec, ModelSpec::Ials(ials_params)],
+                METRICS_K,
+                false,
+            )
+        });
+        drop(fold);
+        let ranking = reports.pop();
+        (reports.pop(), ranking)
+    } else {
+        (None, None)
+    };
+    let rmse = rating_report.as_ref().and_then(|r| r.rmse);
+    let mae = rating_report.as_ref().and_then(|r| r.mae);
+    let ranking_metrics = ranking_report.as_ref().and_then(|r| r.ranking);
 
     // The versions that serve: trained on every rating.
     let trained = tokio::task::block_in_place(|| -> Result<_> {
@@ -219,17 +226,25 @@ pub async fn train_and_publish(
         "models",
         ratings.len() as u64,
         clock,
-        format!(
-            "{} (RMSE {:.4} on a {:.0}% holdout, {:.1} s) and ials (nDCG@{METRICS_K} {:.4}, P@{METRICS_K} {:.4}, {:.1} s) on {} ratings of {users} users and {items} movies",
-            rating_model_name(models),
-            rating_report.rmse.unwrap_or(f64::NAN),
-            HOLDOUT * 100.0,
-            rating_seconds,
-            ranking_report.ranking.map_or(f64::NAN, |r| r.ndcg),
-            ranking_report.ranking.map_or(f64::NAN, |r| r.precision),
-            ranking_seconds,
-            ratings.len(),
-        ),
+        if holdout_share > 0.0 {
+            format!(
+                "{} (RMSE {:.4} on a {:.0}% holdout, {:.1} s) and ials (nDCG@{METRICS_K} {:.4}, P@{METRICS_K} {:.4}, {:.1} s) on {} ratings of {users} users and {items} movies",
+                rating_model_name(models),
+                rmse.unwrap_or(f64::NAN),
+                holdout_share * 100.0,
+                rating_seconds,
+                ranking_metrics.map_or(f64::NAN, |r| r.ndcg),
+                ranking_metrics.map_or(f64::NAN, |r| r.precision),
+                ranking_seconds,
+                ratings.len(),
+            )
+        } else {
+            format!(
+                "{} ({rating_seconds:.1} s) and ials ({ranking_seconds:.1} s) on {} ratings of {users} users and {items} movies; no holdout metrics (models.holdout: 0)",
+                rating_model_name(models),
+                ratings.len(),
+            )
+        },
     );
 
     let clock = Instant::now();
@@ -242,11 +257,13 @@ pub async fn train_and_publish(
         "movies": items,
         "source": format!("{}/{}", lake.url(), layout.ratings),
     });
-    let holdout = format!(
-        "stratified {:.0}/{:.0} per user",
-        (1.0 - HOLDOUT) * 100.0,
-        HOLDOUT * 100.0
-    );
+    let holdout = (holdout_share > 0.0).then(|| {
+        format!(
+            "stratified {:.0}/{:.0} per user",
+            (1.0 - holdout_share) * 100.0,
+            holdout_share * 100.0
+        )
+    });
     let cards = [
         ModelRecord {
             name: "ials".into(),
@@ -258,7 +275,7 @@ pub async fn train_and_publish(
                 "version": run_id,
                 "params": ials_params_json(&ials_params),
                 "snapshot": snapshot,
-                "metrics": {"holdout": holdout, "k": METRICS_K, "ranking": ranking_report.ranking},
+                "metrics": {"holdout": holdout, "k": METRICS_K, "ranking": ranking_metrics},
                 "train_seconds": ranking_seconds,
                 "path": format!("{}/{}/run={run_id}/", lake.url(), ranking_prefix()),
             }),
@@ -273,7 +290,7 @@ pub async fn train_and_publish(
                 "version": run_id,
                 "params": rating_params,
                 "snapshot": snapshot,
-                "metrics": {"holdout": holdout, "rmse": rating_report.rmse, "mae": rating_report.mae},
+                "metrics": {"holdout": holdout, "rmse": rmse, "mae": mae},
                 "train_seconds": rating_seconds,
                 "path": format!("{}/models/{}/run={run_id}/", lake.url(), rating_model_name(models)),
             }),

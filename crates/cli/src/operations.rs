@@ -91,7 +91,7 @@ impl Operations for PlatformOperations {
             .collect())
     }
 
-    async fn replay_dead_letters(&self) -> Result<String, String> {
+    async fn replay_dead_letters(&self) -> Result<(u64, u64), String> {
         if !self.config.kafka.enabled {
             return Err("Kafka is not enabled: there are no dead letters to replay".into());
         }
@@ -104,10 +104,7 @@ impl Operations for PlatformOperations {
             movierec_kafka::dlq::replay(&self.config.kafka, &letters, None, None, false, false)
                 .await
                 .map_err(|e| format!("replay failed: {e}"))?;
-        Ok(format!(
-            "{} re-sent, {} still invalid (left in the topic)",
-            summary.resent, summary.still_invalid
-        ))
+        Ok((summary.resent, summary.still_invalid))
     }
 
     async fn model_versions(&self, limit: u64) -> Result<Vec<ModelRecord>, String> {

@@ -707,3 +707,112 @@ fn the_web_application_runs_on_mysql_and_postgres() {
         );
     }
 }
+
+/// With Kafka: the stats page shows the consumer and the dead letters, and
+/// an admin lists and replays them from the admin area.
+#[test]
+fn admin_lists_and_replays_dead_letters_and_stats_show_the_stream() {
+    use common::streams::{bootstrap, runtime, stream};
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let work = workdir();
+    let s = stream(work.path(), "webdlq", 1, "webdlq", 100);
+    let config = s.config.display().to_string();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .unwrap();
+    runtime().block_on(async {
+        for payload in [
+            r#"{"user_id": 5, "movie_id": 7, "rating": 4.5, "timestamp": 1}"#,
+            r#"{"user_id": 5, "movie_id": 6, "rating": 5.5, "timestamp": 1}"#,
+            "{oops",
+        ] {
+            producer
+                .send(
+                    FutureRecord::to(&s.topic).key("5").payload(payload),
+                    std::time::Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    run_ok(
+        movierec(work.path())
+            .args([
+                "--config",
+                &config,
+                "admin",
+                "create-user",
+                "root",
+                "--admin",
+            ])
+            .env("MOVIEREC_PASSWORD", ADMIN_PASSWORD),
+    );
+    let server = start(
+        work.path(),
+        &["--config", &config, "serve"],
+        &[("MOVIEREC_SERVING__OPEN_RATING_API", "false".into())],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, health) = get(&server.base, "/health");
+        if health["kafka"]["consumer"]["events_dead_lettered"] == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consumer did not dead-letter the two invalid events: {health}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
+    let mut root = Client::new(&server.base);
+    assert_eq!(root.login("root", ADMIN_PASSWORD).status, 303);
+    let stats = root.get("/stats");
+    assert!(stats.body.contains("consumer lag"), "{}", stats.body);
+    assert!(
+        stats.body.contains("1 accepted and 2 dead-lettered"),
+        "{}",
+        stats.body
+    );
+    assert!(
+        stats.body.contains("Dead letters in the topic: 2."),
+        "{}",
+        stats.body
+    );
+    let letters = root.get("/admin/dead-letters");
+    assert_eq!(letters.status, 200);
+    for reason in ["bad_rating", "bad_json", "{oops"] {
+        assert!(letters.body.contains(reason), "{reason}: {}", letters.body);
+    }
+    let csrf = root.csrf("/admin/dead-letters");
+    let replayed = root.post("/admin/dead-letters/replay", &[("csrf", &csrf)]);
+    assert_eq!(replayed.status, 303);
+    let page = root.get(&replayed.location);
+    assert!(
+        page.body
+            .contains("Replay: 0 re-sent to their topic, 2 still invalid"),
+        "nothing is valid by today's rules: {}",
+        page.body
+    );
+    let mut alice = Client::new(&server.base);
+    let csrf = alice.csrf("/signup");
+    alice.post(
+        "/signup",
+        &[
+            ("csrf", &csrf),
+            ("username", "alice"),
+            ("password", USER_PASSWORD),
+            ("password2", USER_PASSWORD),
+        ],
+    );
+    let csrf = alice.csrf("/");
+    assert_eq!(alice.get("/admin/dead-letters").status, 403);
+    assert_eq!(
+        alice
+            .post("/admin/dead-letters/replay", &[("csrf", &csrf)])
+            .status,
+        403
+    );
+}

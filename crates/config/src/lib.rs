@@ -43,6 +43,10 @@ pub struct ModelsConfig {
     pub similar_per_movie: usize,
     /// Which rating model the batch trains: `bpmf` (the most accurate) or `als`.
     pub rating_model: RatingModel,
+    /// The share of each user's ratings held out to measure the models
+    /// before they are trained on everything; 0 skips the measurement (and
+    /// its time and memory, which are about those of training once more).
+    pub holdout: f64,
     /// Explicit ALS with biases.
     pub als: AlsConfig,
     /// Bayesian matrix factorization with biases, by Gibbs sampling.
@@ -58,6 +62,7 @@ impl Default for ModelsConfig {
             recommendations_per_user: 20,
             similar_per_movie: 20,
             rating_model: RatingModel::Bpmf,
+            holdout: 0.1,
             als: AlsConfig::default(),
             bpmf: BpmfConfig::default(),
             ranking: RankingConfig::default(),
@@ -678,6 +683,15 @@ impl Config {
             if !(value.is_finite() && value > 0.0) {
                 return fail(key, format!("expected a positive number, not {value}"));
             }
+        }
+        if !(0.0..=0.5).contains(&m.holdout) {
+            return fail(
+                "models.holdout",
+                format!(
+                    "expected a share from 0 (no holdout metrics) to 0.5, not {}",
+                    m.holdout
+                ),
+            );
         }
         if self.storage_mode == StorageMode::Aws {
             if self.aws.s3.bucket.trim().is_empty() {

@@ -103,6 +103,15 @@ fn bad_values_name_file_key_and_form() {
         message.contains("key `serving.port`") && message.contains("null"),
         "{message}"
     );
+
+    for (yaml, key) in [
+        ("models: { holdout: 0.7 }", "models.holdout"),
+        ("serving: { session_hours: 0 }", "serving.session_hours"),
+        ("serving: { login_attempts: 0 }", "serving.login_attempts"),
+    ] {
+        let message = error(yaml, &[]);
+        assert!(message.contains(&format!("`{key}`")), "{yaml}: {message}");
+    }
 }
 
 #[test]

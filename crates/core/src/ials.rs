@@ -746,6 +746,30 @@ mod tests {
     }
 
     #[test]
+    fn fingerprints_ignore_order_and_see_every_change() {
+        let ratings = [(1u64, 4.0), (7, 3.5), (42, 5.0)];
+        let fp = ratings_fingerprint(ratings);
+        assert_eq!(fp, ratings_fingerprint([(42, 5.0), (1, 4.0), (7, 3.5)]));
+        assert_ne!(fp, ratings_fingerprint([(1, 4.0), (7, 3.5)]), "one fewer");
+        assert_ne!(
+            fp,
+            ratings_fingerprint([(1, 4.0), (7, 3.5), (42, 4.5)]),
+            "re-rated"
+        );
+        assert_ne!(
+            fp,
+            ratings_fingerprint([(1, 4.0), (8, 3.5), (42, 5.0)]),
+            "another movie"
+        );
+        assert_ne!(
+            fp,
+            ratings_fingerprint([(1, 3.5), (7, 4.0), (42, 5.0)]),
+            "ratings swapped"
+        );
+        assert_eq!(ratings_fingerprint([]), 0);
+    }
+
+    #[test]
     fn fold_in_reproduces_trained_user() {
         for solver in [Solver::Cholesky, Solver::ConjugateGradient { steps: 3 }] {
             let m = train(&blocks(), &IalsParams { solver, ..small() });

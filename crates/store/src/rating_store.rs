@@ -55,6 +55,9 @@ impl SqliteRatingStore {
             .pragma("cache_size", "-65536");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A local file does not drop connections; the default ping before
+            // each use is a round trip through the connection's thread.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .context(|| format!("cannot open the SQLite store {}", path.display()))?;

@@ -343,6 +343,9 @@ impl ServingDb {
         }
         let pool = AnyPoolOptions::new()
             .max_connections(8)
+            // Network databases can drop idle connections: check those before
+            // use; a SQLite file cannot, and the check is a thread round trip.
+            .test_before_acquire(dialect != Dialect::Sqlite)
             .acquire_timeout(Duration::from_secs(5))
             .connect(&connect_url)
             .await
@@ -357,24 +360,27 @@ impl ServingDb {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let [tables, stages, models, accounts] = match self.dialect {
+        let [tables, stages, models, accounts, position] = match self.dialect {
             Dialect::Sqlite => [
                 include_str!("../migrations/serving-sqlite/0001_serving.sql"),
                 include_str!("../migrations/serving-sqlite/0002_batch_stages.sql"),
                 include_str!("../migrations/serving-sqlite/0003_models.sql"),
                 include_str!("../migrations/serving-sqlite/0004_accounts.sql"),
+                include_str!("../migrations/serving-sqlite/0005_top_position.sql"),
             ],
             Dialect::MySql => [
                 include_str!("../migrations/serving-mysql/0001_serving.sql"),
                 include_str!("../migrations/serving-mysql/0002_batch_stages.sql"),
                 include_str!("../migrations/serving-mysql/0003_models.sql"),
                 include_str!("../migrations/serving-mysql/0004_accounts.sql"),
+                include_str!("../migrations/serving-mysql/0005_top_position.sql"),
             ],
             Dialect::Postgres => [
                 include_str!("../migrations/serving-postgres/0001_serving.sql"),
                 include_str!("../migrations/serving-postgres/0002_batch_stages.sql"),
                 include_str!("../migrations/serving-postgres/0003_models.sql"),
                 include_str!("../migrations/serving-postgres/0004_accounts.sql"),
+                include_str!("../migrations/serving-postgres/0005_top_position.sql"),
             ],
         };
         let migration = |version, name: &str, sql: &'static str| {
@@ -391,6 +397,7 @@ impl ServingDb {
             migration(2, "batch run stages", stages),
             migration(3, "personalized models", models),
             migration(4, "web accounts", accounts),
+            migration(5, "top list position index", position),
         ]);
         migrator.dangerous_set_table_name("_movierec_serving_migrations");
         migrator
@@ -836,9 +843,15 @@ impl ServingStore for ServingDb {
     async fn top(&self, filter: &MovieFilter, page: Page) -> Result<(Vec<TopRow>, u64)> {
         let (conditions, binds) = self.conditions(filter, "m.");
         let from = "FROM app_recommendationdata r JOIN app_movie m ON m.movie_id = r.movie_id_ref";
-        let total = self
-            .count(&format!("SELECT COUNT(*) {from}{conditions}"), &binds)
-            .await?;
+        // Unfiltered, the join changes nothing (a batch publishes every listed
+        // movie with the list): count the list alone.
+        let total = if conditions.is_empty() {
+            self.count("SELECT COUNT(*) FROM app_recommendationdata", &[])
+                .await?
+        } else {
+            self.count(&format!("SELECT COUNT(*) {from}{conditions}"), &binds)
+                .await?
+        };
         let sql = format!(
             "SELECT r.list_position, r.recommendation_score, r.popularity_score, r.genre_match_score, {} \
              {from}{conditions} ORDER BY r.list_position LIMIT ? OFFSET ?",

@@ -90,11 +90,19 @@ macro_rules! admin_only {
 #[derive(Deserialize, Default)]
 pub(crate) struct Done {
     done: Option<String>,
+    /// After a replay: counts (numbers only, so a link cannot inject text).
+    resent: Option<u64>,
+    invalid: Option<u64>,
 }
 
 fn nav_with(viewer: &Viewer, done: &Done) -> Nav {
     let mut nav = viewer.nav();
-    nav.flash = super::pages::flash(done.done.as_deref());
+    nav.flash = match (done.done.as_deref(), done.resent, done.invalid) {
+        (Some("replayed"), Some(resent), Some(invalid)) => Some(format!(
+            "Replay: {resent} re-sent to their topic, {invalid} still invalid (left in the dead-letter topic)."
+        )),
+        (code, _, _) => super::pages::flash(code),
+    };
     nav
 }
 
@@ -274,12 +282,17 @@ pub(crate) async fn replay(
             "this server cannot replay dead letters",
         )
     })?;
-    let summary = operations
+    let (resent, invalid) = operations
         .replay_dead_letters()
         .await
         .map_err(|e| viewer.fail(StatusCode::SERVICE_UNAVAILABLE, e))?;
-    tracing::info!("dead letters replayed from the admin page: {summary}");
-    Ok(Redirect::to("/admin/dead-letters?done=replayed").into_response())
+    tracing::info!(
+        "dead letters replayed from the admin page: {resent} re-sent, {invalid} still invalid"
+    );
+    Ok(Redirect::to(&format!(
+        "/admin/dead-letters?done=replayed&resent={resent}&invalid={invalid}"
+    ))
+    .into_response())
 }
 
 pub(crate) async fn models(

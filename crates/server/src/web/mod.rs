@@ -70,8 +70,9 @@ pub trait Operations: Send + Sync {
     fn batch_running(&self) -> bool;
     /// `Err` says why there is nothing to show (no Kafka, broker down).
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterView>, String>;
-    /// Re-sends the dead letters that pass validation now; says how many.
-    async fn replay_dead_letters(&self) -> Result<String, String>;
+    /// Re-sends the dead letters that pass validation now: (re-sent, still
+    /// invalid and left in the topic).
+    async fn replay_dead_letters(&self) -> Result<(u64, u64), String>;
     async fn model_versions(&self, limit: u64) -> Result<Vec<ModelRecord>, String>;
 }
 

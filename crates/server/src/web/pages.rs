@@ -104,7 +104,6 @@ pub(crate) fn flash(code: Option<&str>) -> Option<String> {
             "queued" => "Thanks: your rating is queued and will count in a moment.",
             "batch-started" => "A batch run started; it appears below when it ends.",
             "role-changed" => "The role is changed.",
-            "replayed" => "Dead letters that are valid now were re-sent.",
             _ => return None,
         }
         .to_string(),
