@@ -115,21 +115,102 @@ impl Operations for PlatformOperations {
     }
 }
 
-/// Charts from the embedded rating store.
-pub struct StoreActivity(pub SqliteRatingStore);
+/// How long monthly counts are served before they are counted again.
+const MONTHS_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+/// How long a stats page waits for a count in progress before it says so.
+const MONTHS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+type Months = Vec<(String, u64)>;
+
+#[derive(Default)]
+struct MonthCounts {
+    value: Option<(std::time::Instant, Months)>,
+    counting: bool,
+    error: Option<String>,
+}
+
+/// What a page sees of the count: the last result, whether one is running,
+/// and why the last one failed.
+struct MonthsNow {
+    value: Option<Months>,
+    counting: bool,
+    error: Option<String>,
+}
+
+/// Charts from the embedded rating store. Counting every rating by month
+/// is a full scan (~40 s at 25M ratings), so it runs in the background and
+/// the page shows the last count, at most ten minutes old.
+pub struct StoreActivity {
+    store: SqliteRatingStore,
+    months: Arc<std::sync::Mutex<MonthCounts>>,
+}
+
+impl StoreActivity {
+    pub fn new(store: SqliteRatingStore) -> Self {
+        Self {
+            store,
+            months: Default::default(),
+        }
+    }
+
+    fn cached(&self) -> MonthsNow {
+        let mut months = self.months.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = months
+            .value
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() > MONTHS_TTL);
+        if stale && !months.counting {
+            months.counting = true;
+            let (store, cell) = (self.store.clone(), self.months.clone());
+            tokio::spawn(async move {
+                let counted = store.ratings_per_month().await;
+                let mut months = cell.lock().unwrap_or_else(|e| e.into_inner());
+                months.counting = false;
+                match counted {
+                    Ok(value) => {
+                        months.value = Some((std::time::Instant::now(), value));
+                        months.error = None;
+                    }
+                    Err(error) => {
+                        months.error = Some(format!("cannot count ratings by month: {error}"))
+                    }
+                }
+            });
+        }
+        MonthsNow {
+            value: months.value.as_ref().map(|(_, v)| v.clone()),
+            counting: months.counting,
+            error: months.error.clone(),
+        }
+    }
+}
 
 #[async_trait]
 impl RatingActivity for StoreActivity {
-    async fn ratings_per_month(&self) -> Option<Vec<(String, u64)>> {
-        self.0
-            .ratings_per_month()
-            .await
-            .map_err(|e| tracing::warn!("ratings by month: {e}"))
-            .ok()
+    async fn ratings_per_month(&self) -> Result<Vec<(String, u64)>, String> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.cached() {
+                MonthsNow {
+                    value: Some(value), ..
+                } => return Ok(value),
+                MonthsNow {
+                    counting: false,
+                    error: Some(error),
+                    ..
+                } => return Err(error),
+                _ if started.elapsed() > MONTHS_WAIT => {
+                    return Err(
+                        "Counting ratings by month in the background: reload in a minute.".into(),
+                    );
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
     }
 
     async fn movie_distribution(&self, movie_id: u64) -> Option<Vec<(f64, u64)>> {
-        self.0
+        self.store
             .movie_rating_counts(movie_id)
             .await
             .map_err(|e| tracing::warn!("rating distribution of movie {movie_id}: {e}"))

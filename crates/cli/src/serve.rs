@@ -374,7 +374,9 @@ async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingD
             }),
             batch_store: Some(Arc::new(store.clone())),
             ratings: Arc::new(crate::personalize::StoreRatings(store.clone())),
-            activity: Some(Arc::new(crate::operations::StoreActivity(store.clone()))),
+            activity: Some(Arc::new(crate::operations::StoreActivity::new(
+                store.clone(),
+            ))),
         },
         || Ok(Arc::new(store.clone())),
     )

@@ -83,13 +83,42 @@ pub struct AppState {
     pub web_cache: Arc<WebCache>,
 }
 
-/// Slow-changing lists the pages need on every request, refreshed once a minute.
+/// Slow-changing lists the pages need on every request, refreshed once a
+/// minute, and the top list's answers for a second.
 #[derive(Default)]
 pub struct WebCache {
     genres: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
+    top: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, axum::body::Bytes)>,
+    >,
 }
 
+/// The top list changes only when a batch publishes (daily, hourly): the
+/// same query within this long gets the same answer instead of two SQL
+/// queries, so a burst of identical requests costs one.
+const TOP_ANSWER_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl WebCache {
+    fn top_answer(&self, key: &str) -> Option<axum::body::Bytes> {
+        let cached = self.top.lock().unwrap_or_else(|e| e.into_inner());
+        cached
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < TOP_ANSWER_TTL)
+            .map(|(_, body)| body.clone())
+    }
+
+    fn keep_top_answer(&self, key: String, body: axum::body::Bytes) {
+        let mut cached = self.top.lock().unwrap_or_else(|e| e.into_inner());
+        // Many distinct filters: drop the expired answers, never grow unbounded.
+        if cached.len() >= 10_000 {
+            cached.retain(|_, (at, _)| at.elapsed() < TOP_ANSWER_TTL);
+            if cached.len() >= 10_000 {
+                cached.clear();
+            }
+        }
+        cached.insert(key, (std::time::Instant::now(), body));
+    }
+
     /// Every genre of a rated movie, by name.
     pub(crate) async fn genres(&self, state: &AppState) -> movierec_store::Result<Vec<String>> {
         let mut cached = self.genres.lock().await;
@@ -287,7 +316,11 @@ pub(crate) async fn movie(
 pub(crate) async fn top(
     State(state): State<AppState>,
     Query(pairs): Pairs,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    let key = format!("{pairs:?}");
+    if let Some(body) = state.web_cache.top_answer(&key) {
+        return Ok(json_bytes(body));
+    }
     let params = Params::new(
         pairs,
         &[
@@ -302,7 +335,17 @@ pub(crate) async fn top(
     let filter = params.filter()?;
     let page = params.page()?;
     let (items, total) = state.serving.top(&filter, page).await?;
-    Ok(paged(items, total, page))
+    let body = axum::body::Bytes::from(paged(items, total, page).0.to_string());
+    state.web_cache.keep_top_answer(key, body.clone());
+    Ok(json_bytes(body))
+}
+
+fn json_bytes(body: axum::body::Bytes) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 const MAX_K: u64 = 100;

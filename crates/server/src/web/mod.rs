@@ -80,8 +80,9 @@ pub trait Operations: Send + Sync {
 /// storage mode cannot answer them cheaply).
 #[async_trait]
 pub trait RatingActivity: Send + Sync {
-    /// ("YYYY-MM", ratings), oldest first.
-    async fn ratings_per_month(&self) -> Option<Vec<(String, u64)>>;
+    /// ("YYYY-MM", ratings), oldest first; `Err` says why not now (e.g.
+    /// still being counted), for the page to show.
+    async fn ratings_per_month(&self) -> Result<Vec<(String, u64)>, String>;
     /// (rating, count) of one movie's current ratings.
     async fn movie_distribution(&self, movie_id: u64) -> Option<Vec<(f64, u64)>>;
 }

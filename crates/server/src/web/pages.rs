@@ -897,8 +897,8 @@ pub(crate) async fn stats(
     }
     let over_time = match &state.activity {
         Some(activity) => match activity.ratings_per_month().await {
-            Some(months) => charts::line(&months, "No ratings yet."),
-            None => charts::bars(&[], "This storage mode cannot count ratings by month."),
+            Ok(months) => charts::line(&months, "No ratings yet."),
+            Err(why) => charts::bars(&[], &why),
         },
         None => charts::bars(&[], "This storage mode cannot count ratings by month."),
     };
