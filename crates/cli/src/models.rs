@@ -387,7 +387,7 @@ fn fingerprints(ratings: &[(u64, u64, f64)]) -> Vec<(u64, u64)> {
     let mut by_user = std::collections::HashMap::<u64, u64>::new();
     for &(user, movie, rating) in ratings {
         let entry = by_user.entry(user).or_default();
-        *entry = entry.wrapping_add(ials::ratings_fingerprint([(movie, rating)]));
+        *entry = entry.wrapping_add(ials::rating_hash(movie, rating));
     }
     let mut pairs: Vec<(u64, u64)> = by_user.into_iter().collect();
     pairs.sort_unstable();

@@ -16,6 +16,17 @@ pub struct PlatformOperations {
     pub running: Arc<AtomicBool>,
 }
 
+impl PlatformOperations {
+    /// The whole dead-letter topic (rdkafka's reader blocks: off the runtime).
+    async fn read_dead_letters(&self) -> Result<Vec<movierec_kafka::dlq::DeadLetter>, String> {
+        let kafka = self.config.kafka.clone();
+        tokio::task::spawn_blocking(move || movierec_kafka::dlq::read_all(&kafka))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read the dead-letter topic: {e}"))
+    }
+}
+
 #[async_trait]
 impl Operations for PlatformOperations {
     async fn run_batch(&self) -> Result<String, String> {
@@ -65,11 +76,7 @@ impl Operations for PlatformOperations {
                     .into(),
             );
         }
-        let kafka = self.config.kafka.clone();
-        let letters = tokio::task::spawn_blocking(move || movierec_kafka::dlq::read_all(&kafka))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot read the dead-letter topic: {e}"))?;
+        let letters = self.read_dead_letters().await?;
         Ok(letters
             .into_iter()
             .rev()
@@ -95,11 +102,7 @@ impl Operations for PlatformOperations {
         if !self.config.kafka.enabled {
             return Err("Kafka is not enabled: there are no dead letters to replay".into());
         }
-        let kafka = self.config.kafka.clone();
-        let letters = tokio::task::spawn_blocking(move || movierec_kafka::dlq::read_all(&kafka))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot read the dead-letter topic: {e}"))?;
+        let letters = self.read_dead_letters().await?;
         let summary =
             movierec_kafka::dlq::replay(&self.config.kafka, &letters, None, None, false, false)
                 .await

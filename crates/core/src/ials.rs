@@ -539,9 +539,15 @@ impl IalsModel {
 /// pairs, so the list computed at training is what fold-in would give now.
 pub fn ratings_fingerprint(ratings: impl IntoIterator<Item = (u64, f64)>) -> u64 {
     ratings.into_iter().fold(0u64, |acc, (movie, rating)| {
-        let half_stars = (rating * 2.0).round() as u64;
-        acc.wrapping_add(splitmix64(movie.wrapping_mul(16).wrapping_add(half_stars)))
+        acc.wrapping_add(rating_hash(movie, rating))
     })
+}
+
+/// One rating's share of [`ratings_fingerprint`]: the fingerprint is the
+/// wrapping sum of these, so it can be accumulated rating by rating.
+pub fn rating_hash(movie: u64, rating: f64) -> u64 {
+    let half_stars = (rating * 2.0).round() as u64;
+    splitmix64(movie.wrapping_mul(16).wrapping_add(half_stars))
 }
 
 /// SplitMix64's finalizer: a stable, well-mixed 64-bit hash of one value.

@@ -2,7 +2,7 @@
 //! who are not admins get 403.
 
 use super::pages::require_login;
-use super::{DeadLetterView, Nav, PageError, Viewer, render};
+use super::{CsrfOnly, DeadLetterView, Done, Nav, PageError, Viewer, render};
 use crate::AppState;
 use crate::params::path_id;
 use askama::Template;
@@ -87,25 +87,6 @@ macro_rules! admin_only {
     };
 }
 
-#[derive(Deserialize, Default)]
-pub(crate) struct Done {
-    done: Option<String>,
-    /// After a replay: counts (numbers only, so a link cannot inject text).
-    resent: Option<u64>,
-    invalid: Option<u64>,
-}
-
-fn nav_with(viewer: &Viewer, done: &Done) -> Nav {
-    let mut nav = viewer.nav();
-    nav.flash = match (done.done.as_deref(), done.resent, done.invalid) {
-        (Some("replayed"), Some(resent), Some(invalid)) => Some(format!(
-            "Replay: {resent} re-sent to their topic, {invalid} still invalid (left in the dead-letter topic)."
-        )),
-        (code, _, _) => super::pages::flash(code),
-    };
-    nav
-}
-
 pub(crate) async fn index(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -141,7 +122,7 @@ pub(crate) async fn users(
     Query(done): Query<Done>,
 ) -> Result<Response, PageError> {
     admin_only!(viewer, "/admin/users");
-    let mut page = AdminPage::new(nav_with(&viewer, &done), "users");
+    let mut page = AdminPage::new(viewer.nav_after(&done), "users");
     page.users = users_view(&state, &viewer).await?;
     Ok(render(&page))
 }
@@ -213,7 +194,7 @@ pub(crate) async fn runs(
     Query(done): Query<Done>,
 ) -> Result<Response, PageError> {
     admin_only!(viewer, "/admin/runs");
-    let mut page = AdminPage::new(nav_with(&viewer, &done), "runs");
+    let mut page = AdminPage::new(viewer.nav_after(&done), "runs");
     page.runs = state
         .serving
         .batch_runs(50)
@@ -224,12 +205,6 @@ pub(crate) async fn runs(
         .collect();
     page.running = state.operations.as_ref().is_some_and(|o| o.batch_running());
     Ok(render(&page))
-}
-
-#[derive(Deserialize)]
-pub(crate) struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
 }
 
 pub(crate) async fn run_now(
@@ -258,7 +233,7 @@ pub(crate) async fn dead_letters(
     Query(done): Query<Done>,
 ) -> Result<Response, PageError> {
     admin_only!(viewer, "/admin/dead-letters");
-    let mut page = AdminPage::new(nav_with(&viewer, &done), "dead-letters");
+    let mut page = AdminPage::new(viewer.nav_after(&done), "dead-letters");
     match &state.operations {
         None => page.problem = Some("this server cannot read dead letters".into()),
         Some(operations) => match operations.dead_letters(500).await {

@@ -118,6 +118,14 @@ impl Viewer {
         }
     }
 
+    /// The layout's part, with the message of the redirect that led here.
+    pub fn nav_after(&self, done: &Done) -> Nav {
+        Nav {
+            flash: done.message(),
+            ..self.nav()
+        }
+    }
+
     pub fn fail(&self, status: StatusCode, message: impl Into<String>) -> PageError {
         PageError {
             status,
@@ -195,7 +203,63 @@ pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-pub(crate) fn cookie(
+/// Query parameters after a redirect: a message code, and after a replay
+/// its counts (numbers only, so a link cannot inject text).
+#[derive(serde::Deserialize, Default)]
+pub(crate) struct Done {
+    done: Option<String>,
+    resent: Option<u64>,
+    invalid: Option<u64>,
+}
+
+impl Done {
+    /// The message to show, chosen by code: nothing a link can inject.
+    fn message(&self) -> Option<String> {
+        if let (Some("replayed"), Some(resent), Some(invalid)) =
+            (self.done.as_deref(), self.resent, self.invalid)
+        {
+            return Some(format!(
+                "Replay: {resent} re-sent to their topic, {invalid} still invalid (left in the dead-letter topic)."
+            ));
+        }
+        Some(
+            match self.done.as_deref()? {
+                "welcome" => "Welcome! Rate a few movies and \"For you\" will follow your taste.",
+                "logged-in" => "You are logged in.",
+                "logged-out" => "You are logged out.",
+                "rated" => "Thanks: your rating is stored, and \"For you\" already uses it.",
+                "queued" => "Thanks: your rating is queued and will count in a moment.",
+                "batch-started" => "A batch run started; it appears below when it ends.",
+                "role-changed" => "The role is changed.",
+                _ => return None,
+            }
+            .to_string(),
+        )
+    }
+}
+
+/// A form that carries nothing but its CSRF token.
+#[derive(serde::Deserialize)]
+pub(crate) struct CsrfOnly {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// Adds `Set-Cookie` for `name` (see [`cookie`]).
+pub(crate) fn set_cookie(
+    response: &mut Response,
+    settings: &WebSettings,
+    name: &'static str,
+    value: String,
+    max_age: Duration,
+) {
+    let cookie = cookie(settings, name, value, max_age);
+    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+fn cookie(
     settings: &WebSettings,
     name: &'static str,
     value: String,
@@ -268,15 +332,13 @@ async fn context(
     request.extensions_mut().insert(viewer);
     let mut response = next.run(request).await;
     if let Some(token) = issued {
-        let cookie = cookie(
+        set_cookie(
+            &mut response,
             &state.web,
             auth::CSRF_COOKIE,
             token,
             Duration::from_secs(24 * 3600),
         );
-        if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
     }
     response
 }

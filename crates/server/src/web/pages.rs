@@ -2,13 +2,13 @@
 
 use super::auth;
 use super::charts;
-use super::{Nav, PageError, Viewer, cookie, now, render};
+use super::{CsrfOnly, Done, Nav, PageError, Viewer, now, render, set_cookie};
 use crate::AppState;
 use crate::params::{MOVIE_LIST_PARAMS, Params, path_id};
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use movierec_store::{MovieFilter, MovieRow, MovieSort, NewAccount, Page, TopRow};
 use serde::Deserialize;
@@ -93,28 +93,6 @@ struct Home {
     last_batch: Option<String>,
 }
 
-/// Short messages after a redirect, chosen by code: nothing a link can inject.
-pub(crate) fn flash(code: Option<&str>) -> Option<String> {
-    Some(
-        match code? {
-            "welcome" => "Welcome! Rate a few movies and \"For you\" will follow your taste.",
-            "logged-in" => "You are logged in.",
-            "logged-out" => "You are logged out.",
-            "rated" => "Thanks: your rating is stored, and \"For you\" already uses it.",
-            "queued" => "Thanks: your rating is queued and will count in a moment.",
-            "batch-started" => "A batch run started; it appears below when it ends.",
-            "role-changed" => "The role is changed.",
-            _ => return None,
-        }
-        .to_string(),
-    )
-}
-
-#[derive(Deserialize, Default)]
-pub(crate) struct Done {
-    done: Option<String>,
-}
-
 pub(crate) async fn home(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -165,10 +143,8 @@ pub(crate) async fn home(
             })
         }
     };
-    let mut nav = viewer.nav();
-    nav.flash = flash(done.done.as_deref());
     Ok(render(&Home {
-        nav,
+        nav: viewer.nav_after(&done),
         for_you,
         top: top.iter().map(MovieView::from_top).collect(),
         last_batch,
@@ -380,10 +356,8 @@ pub(crate) async fn movie(
         },
         None => charts::bars(&[], "This storage mode keeps no per-movie distribution."),
     };
-    let mut nav = viewer.nav();
-    nav.flash = flash(done.done.as_deref());
     Ok(render(&MoviePage {
-        nav,
+        nav: viewer.nav_after(&done),
         std_dev: format!("{:.2}", movie.std_dev),
         rank: top
             .as_ref()
@@ -573,10 +547,7 @@ async fn start_session(
         .await
         .map_err(|e| viewer.unavailable(e))?;
     let mut response = Redirect::to(to).into_response();
-    let session = cookie(&state.web, auth::SESSION_COOKIE, token, ttl);
-    if let Ok(value) = HeaderValue::from_str(&session.to_string()) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    set_cookie(&mut response, &state.web, auth::SESSION_COOKIE, token, ttl);
     Ok(response)
 }
 
@@ -683,12 +654,6 @@ pub(crate) async fn signup(
     }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub(crate) async fn logout(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
@@ -703,15 +668,13 @@ pub(crate) async fn logout(
             .map_err(|e| viewer.unavailable(e))?;
     }
     let mut response = Redirect::to("/?done=logged-out").into_response();
-    let expired = cookie(
+    set_cookie(
+        &mut response,
         &state.web,
         auth::SESSION_COOKIE,
         String::new(),
         Duration::ZERO,
     );
-    if let Ok(value) = HeaderValue::from_str(&expired.to_string()) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
     Ok(response)
 }
 
