@@ -394,18 +394,33 @@ fn fingerprints(ratings: &[(u64, u64, f64)]) -> Vec<(u64, u64)> {
     pairs
 }
 
-/// The ranking model as it serves: its version, the model, and the
+/// The ranking model as it serves: its version, the model, the
 /// fingerprints of the trained users' ratings (empty for versions that
-/// predate them).
+/// predate them), and the lists computed for those users at training.
 pub struct Ranking {
     pub version: String,
     pub model: IalsModel,
     pub fingerprints: std::collections::HashMap<u64, u64>,
+    /// `gold/user-recommendations` of the same run, by user id (empty when
+    /// the current lists come from another run).
+    pub lists: tables::RankedLists,
+}
+
+impl Ranking {
+    /// The list computed at training for `user_id`, best first.
+    pub fn list(&self, user_id: u64) -> Option<&[(u64, f64)]> {
+        let at = self
+            .lists
+            .binary_search_by_key(&user_id, |(user, _)| *user)
+            .ok()?;
+        Some(&self.lists[at].1)
+    }
 }
 
 /// Loads the ranking model's current version from the lake for serving:
-/// `None` when no batch has trained one yet.
-pub async fn load_ranking(lake: &Lake) -> Result<Option<Ranking>> {
+/// `None` when no batch has trained one yet. `gold_prefix` is where the
+/// batch wrote the users' lists (`aws.s3.gold_prefix`).
+pub async fn load_ranking(lake: &Lake, gold_prefix: &str) -> Result<Option<Ranking>> {
     let Some((manifest, files)) = lake.read_dataset(ranking_prefix()).await? else {
         return Ok(None);
     };
@@ -446,10 +461,24 @@ pub async fn load_ranking(lake: &Lake) -> Result<Option<Ranking>> {
         ranking_prefix(),
         params.factors
     );
+    // The models stage publishes the lists before the model, so a model's
+    // lists are current when it is; a later run's lists are not this
+    // model's and would not match its fingerprints.
+    let lists_prefix = format!("{}/user-recommendations", gold_prefix.trim_matches('/'));
+    let mut lists = Vec::new();
+    if let Some((lists_manifest, files)) = lake.read_dataset(&lists_prefix).await?
+        && lists_manifest.run_id == manifest.run_id
+    {
+        for bytes in files {
+            lists.extend(tables::read_ranked_lists(bytes, "user_id", "movie_id")?);
+        }
+        lists.sort_unstable_by_key(|(user, _)| *user);
+    }
     Ok(Some(Ranking {
         version: manifest.run_id,
         model: IalsModel::from_item_factors(ids, factors, params),
         fingerprints,
+        lists,
     }))
 }
 

@@ -15,14 +15,16 @@ const REFRESH: Duration = Duration::from_secs(10);
 
 pub struct FoldIn {
     current: RwLock<Option<Arc<Ranking>>>,
+    gold_prefix: String,
 }
 
 impl FoldIn {
     /// Loads the current version (if any) and keeps polling the lake for a
     /// newer one; a failed poll keeps the model in hand and logs why.
-    pub async fn start(lake: Lake) -> Arc<Self> {
+    pub async fn start(lake: Lake, gold_prefix: String) -> Arc<Self> {
         let me = Arc::new(Self {
             current: RwLock::new(None),
+            gold_prefix,
         });
         me.refresh(&lake).await;
         let weak = Arc::downgrade(&me);
@@ -40,13 +42,14 @@ impl FoldIn {
         let loaded = self.version();
         match lake.current_dataset(crate::models::ranking_prefix()).await {
             Ok(Some(manifest)) if Some(&manifest.run_id) != loaded.as_ref() => {
-                match crate::models::load_ranking(lake).await {
+                match crate::models::load_ranking(lake, &self.gold_prefix).await {
                     Ok(Some(ranking)) => {
                         tracing::info!(
-                            "serving ranking model ials version {} ({} movies, {} users' lists precomputed)",
+                            "serving ranking model ials version {} ({} movies, {} users' fingerprints, {} users' lists precomputed)",
                             ranking.version,
                             ranking.model.items.len(),
-                            ranking.fingerprints.len()
+                            ranking.fingerprints.len(),
+                            ranking.lists.len()
                         );
                         *self.current.write().expect("not poisoned") = Some(Arc::new(ranking));
                     }
@@ -69,10 +72,19 @@ impl FoldIn {
 }
 
 impl Personalizer for FoldIn {
-    fn trained_on(&self, user_id: u64, ratings: &[(u64, f64)]) -> Option<String> {
+    fn precomputed(&self, user_id: u64, ratings: &[(u64, f64)], k: usize) -> Option<Recommended> {
         let current = self.current.read().expect("not poisoned").clone()?;
         let trained = *current.fingerprints.get(&user_id)?;
-        (trained == ratings_fingerprint(ratings.iter().copied())).then(|| current.version.clone())
+        if trained != ratings_fingerprint(ratings.iter().copied()) {
+            return None;
+        }
+        // Lists are cut at models.recommendations_per_user: a longer ask folds in.
+        let list = current.list(user_id).filter(|list| list.len() >= k)?;
+        Some(Recommended {
+            model: "ials".into(),
+            version: current.version.clone(),
+            items: list[..k].to_vec(),
+        })
     }
 
     fn recommend(&self, ratings: &[(u64, f64)], k: usize) -> Option<Recommended> {

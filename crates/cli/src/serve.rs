@@ -324,7 +324,7 @@ async fn run_server(
         ratings: Some(ratings),
         personalizer: if config.models.enabled {
             let lake = movierec_lake::Lake::open(&config.lake_root(), &config.aws)?;
-            Some(crate::personalize::FoldIn::start(lake).await)
+            Some(crate::personalize::FoldIn::start(lake, config.aws.s3.gold_prefix.clone()).await)
         } else {
             None
         },

@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use movierec_store::{AccountStore, MovieSort, Page, ServingStore};
+use movierec_store::{AccountStore, MovieRow, MovieSort, Page, ServingStore};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What `/health` reports about the storage mode (SQLite file, or S3 and
@@ -50,10 +51,16 @@ pub struct Recommended {
 pub trait Personalizer: Send + Sync {
     /// `None` while no model has been trained.
     fn recommend(&self, ratings: &[(u64, f64)], k: usize) -> Option<Recommended>;
-    /// `Some(version)` when `ratings` are exactly those the current model
-    /// trained `user_id` on: the list the batch computed for them then is
-    /// what [`Personalizer::recommend`] would answer, and cheaper to read.
-    fn trained_on(&self, _user_id: u64, _ratings: &[(u64, f64)]) -> Option<String> {
+    /// The list computed at training for `user_id`, when `ratings` are
+    /// exactly those the current model trained them on (so it is what
+    /// [`Personalizer::recommend`] would answer, without the work) and it
+    /// holds `k` movies; `None` otherwise.
+    fn precomputed(
+        &self,
+        _user_id: u64,
+        _ratings: &[(u64, f64)],
+        _k: usize,
+    ) -> Option<Recommended> {
         None
     }
 }
@@ -88,10 +95,23 @@ pub struct AppState {
 #[derive(Default)]
 pub struct WebCache {
     genres: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
+    catalogue: std::sync::RwLock<Option<Catalogue>>,
+    catalogue_refresh: tokio::sync::Mutex<()>,
     top: std::sync::Mutex<
         std::collections::HashMap<String, (std::time::Instant, axum::body::Bytes)>,
     >,
 }
+
+/// Every catalogue row, by id, as of one [`ServingStore::catalogue_version`].
+struct Catalogue {
+    checked: std::time::Instant,
+    version: u64,
+    movies: Arc<HashMap<u64, MovieRow>>,
+}
+
+/// How long the catalogue in memory is used before asking whether a batch
+/// has published since (the top list's answers live as long).
+const CATALOGUE_CHECK: std::time::Duration = TOP_ANSWER_TTL;
 
 /// The top list changes only when a batch publishes (daily, hourly): the
 /// same query within this long gets the same answer instead of two SQL
@@ -117,6 +137,56 @@ impl WebCache {
             }
         }
         cached.insert(key, (std::time::Instant::now(), body));
+    }
+
+    /// Every catalogue row, by id: kept in memory, so a personalized list
+    /// costs no query for its movies. It changes only when a batch
+    /// publishes, which at most one request a second asks about.
+    pub(crate) async fn catalogue(
+        &self,
+        state: &AppState,
+    ) -> movierec_store::Result<Arc<HashMap<u64, MovieRow>>> {
+        let fresh = || {
+            self.catalogue
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .filter(|c| c.checked.elapsed() < CATALOGUE_CHECK)
+                .map(|c| c.movies.clone())
+        };
+        if let Some(movies) = fresh() {
+            return Ok(movies);
+        }
+        let _refreshing = self.catalogue_refresh.lock().await;
+        if let Some(movies) = fresh() {
+            return Ok(movies);
+        }
+        let version = state.serving.catalogue_version().await?;
+        let held = self
+            .catalogue
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|c| c.version == version)
+            .map(|c| c.movies.clone());
+        let movies = match held {
+            Some(movies) => movies,
+            None => Arc::new(
+                state
+                    .serving
+                    .all_movies()
+                    .await?
+                    .into_iter()
+                    .map(|m| (m.movie_id, m))
+                    .collect(),
+            ),
+        };
+        *self.catalogue.write().unwrap_or_else(|e| e.into_inner()) = Some(Catalogue {
+            checked: std::time::Instant::now(),
+            version,
+            movies: movies.clone(),
+        });
+        Ok(movies)
     }
 
     /// Every genre of a rated movie, by name.
@@ -411,55 +481,33 @@ pub(crate) async fn recommendations_for(
         };
     if !rated.is_empty()
         && let Some(personalizer) = &state.personalizer
-        && let Some(version) = personalizer.trained_on(user_id, &rated)
     {
-        let items: Vec<Value> = state
-            .serving
-            .user_recommendations(user_id, k)
-            .await?
-            .into_iter()
-            .filter(|r| !seen.contains(&r.movie.movie_id))
-            .map(|r| json!(r))
-            .collect();
-        // Shorter than asked (k above models.recommendations_per_user): fold in.
-        if items.len() as u64 == k {
+        let list = match personalizer.precomputed(user_id, &rated, k as usize) {
+            Some(list) => Some((list, true)),
+            None => personalizer
+                .recommend(&rated, k as usize)
+                .map(|list| (list, false)),
+        };
+        if let Some((list, precomputed)) = list
+            && !list.items.is_empty()
+        {
+            let movies = state.web_cache.catalogue(state).await?;
+            let items = list
+                .items
+                .iter()
+                .filter_map(|(id, score)| {
+                    let mut item = json!(movies.get(id)?);
+                    item["score"] = json!(score);
+                    Some(item)
+                })
+                .collect();
             return Ok(answer(
                 true,
                 "fold-in",
-                json!({"model": "ials", "model_version": version, "precomputed": true}),
+                json!({"model": list.model, "model_version": list.version, "precomputed": precomputed}),
                 items,
             ));
         }
-    }
-    if !rated.is_empty()
-        && let Some(personalizer) = &state.personalizer
-        && let Some(list) = personalizer.recommend(&rated, k as usize)
-        && !list.items.is_empty()
-    {
-        let ids: Vec<u64> = list.items.iter().map(|i| i.0).collect();
-        let rows: std::collections::HashMap<u64, movierec_store::MovieRow> = state
-            .serving
-            .movies_by_id(&ids)
-            .await?
-            .into_iter()
-            .map(|m| (m.movie_id, m))
-            .collect();
-        let items = list
-            .items
-            .iter()
-            .filter_map(|(id, score)| {
-                let movie = rows.get(id)?;
-                let mut item = json!(movie);
-                item["score"] = json!(score);
-                Some(item)
-            })
-            .collect();
-        return Ok(answer(
-            true,
-            "fold-in",
-            json!({"model": list.model, "model_version": list.version, "precomputed": false}),
-            items,
-        ));
     }
     let batch: Vec<Value> = state
         .serving

@@ -184,6 +184,11 @@ pub trait ServingStore: Send + Sync {
     async fn similar_movies(&self, movie_id: u64, k: u64) -> Result<Vec<ScoredRow>>;
     /// The catalogue rows of these movies (unknown ids left out), in no order.
     async fn movies_by_id(&self, ids: &[u64]) -> Result<Vec<MovieRow>>;
+    /// Every catalogue row, in no order.
+    async fn all_movies(&self) -> Result<Vec<MovieRow>>;
+    /// A number that changes whenever the catalogue rows may have: the
+    /// batch publishes them and then records its run.
+    async fn catalogue_version(&self) -> Result<u64>;
     async fn user_features(&self, user_id: u64) -> Result<Option<movierec_core::Features>>;
     async fn stats(&self) -> Result<Stats>;
     async fn batch_runs(&self, limit: u64) -> Result<Vec<BatchRun>>;

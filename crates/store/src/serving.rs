@@ -840,6 +840,21 @@ impl ServingStore for ServingDb {
         Ok(out)
     }
 
+    async fn all_movies(&self) -> Result<Vec<MovieRow>> {
+        let sql = format!("SELECT {} FROM app_movie", movie_columns(""));
+        self.fetch(&sql, &[], &[])
+            .await?
+            .iter()
+            .map(movie_row)
+            .collect::<std::result::Result<_, _>>()
+            .context(|| "cannot decode a movie".into())
+    }
+
+    async fn catalogue_version(&self) -> Result<u64> {
+        self.count("SELECT COALESCE(MAX(id), 0) FROM app_batchrun", &[])
+            .await
+    }
+
     async fn top(&self, filter: &MovieFilter, page: Page) -> Result<(Vec<TopRow>, u64)> {
         let (conditions, binds) = self.conditions(filter, "m.");
         let from = "FROM app_recommendationdata r JOIN app_movie m ON m.movie_id = r.movie_id_ref";
