@@ -129,10 +129,21 @@ impl KillSchedule {
 
     /// The next wait, below `bound_ms`.
     pub fn next_wait(&mut self, bound_ms: u64) -> Duration {
+        Duration::from_millis(self.next() % bound_ms)
+    }
+
+    /// A position to kill at, strictly past `done` and at most halfway to
+    /// `total`, so every kill lands mid-stream however fast the consumer is.
+    pub fn next_target(&mut self, done: i64, total: i64) -> i64 {
+        let room = ((total - done) / 2).max(1) as u64;
+        done + 1 + (self.next() % room) as i64
+    }
+
+    fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        Duration::from_millis(self.0 % bound_ms)
+        self.0
     }
 }
 
