@@ -2,6 +2,8 @@
 //! prefixes and the feature tables (`movierec setup-aws`, idempotent; a table
 //! with another key schema is reported, never replaced), removing them
 //! (`teardown-aws`), and the checks `/health` reports.
+//! The warehouse export reads the feature tables' DynamoDB Streams and
+//! scans them through [`streams`].
 //!
 //! Every call goes to `aws.endpoint_url` when it is set (moto, LocalStack,
 //! MinIO: path-style S3 addressing), else to AWS itself; credentials come
@@ -16,12 +18,14 @@ mod error;
 pub mod features;
 mod provision;
 mod sink;
+pub mod streams;
 
 pub use bronze::{BronzeSink, bronze_key};
 pub use error::AwsError;
 pub use features::{BatchRefresh, FeatureSink};
 pub use provision::{Step, StepOutcome};
 pub use sink::AwsSink;
+pub use streams::{DynamoDbChangeStream, DynamoDbTableScan};
 
 use aws_config::BehaviorVersion;
 use aws_config::meta::region::RegionProviderChain;
@@ -32,11 +36,13 @@ use std::time::Duration;
 
 pub type Result<T, E = AwsError> = std::result::Result<T, E>;
 
-/// Clients for S3 and DynamoDB, configured from `aws.*`.
+/// Clients for S3, DynamoDB and DynamoDB Streams, configured from `aws.*`.
 #[derive(Clone, Debug)]
 pub struct Aws {
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) dynamodb: aws_sdk_dynamodb::Client,
+    /// DynamoDB Streams of the feature tables (the warehouse export).
+    pub(crate) dynamodbstreams: aws_sdk_dynamodbstreams::Client,
     pub(crate) config: AwsConfig,
     /// For clients made on demand (EMR).
     pub(crate) shared: aws_config::SdkConfig,
@@ -78,6 +84,8 @@ impl Aws {
         Ok(Self {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             dynamodb: aws_sdk_dynamodb::Client::new(&shared),
+            // Same endpoint override as DynamoDB (moto and LocalStack serve both).
+            dynamodbstreams: aws_sdk_dynamodbstreams::Client::new(&shared),
             config: config.clone(),
             shared,
         })

@@ -170,6 +170,39 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The warehouse export: feature changes → large files in the lake → PostgreSQL or Redshift (export.*).
+    Cdc {
+        #[command(subcommand)]
+        command: CdcCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CdcCommand {
+    /// Follow the feature tables' change stream (the SQLite change log, or DynamoDB
+    /// Streams in aws mode): files by size or age, one manifest per load, loaded into
+    /// export.warehouse_url.
+    Run {
+        /// Stop after this many seconds without a change, writing and loading what is
+        /// buffered [default: run until Ctrl-C/SIGTERM].
+        #[arg(long, value_name = "SECONDS")]
+        until_idle: Option<f64>,
+    },
+    /// Export a whole feature table through the same path, with a checkpoint after
+    /// every page: run it again after a kill and it resumes.
+    Backfill {
+        /// user_features or movie_features.
+        #[arg(long)]
+        table: String,
+        /// Start over, even if a backfill finished or is half done.
+        #[arg(long)]
+        restart: bool,
+    },
+    /// Lag per shard, the last load, files waiting, dead letters, backfills.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,6 +283,7 @@ impl Command {
             Self::Consume { .. } => "consume",
             Self::Dlq { .. } => "dlq",
             Self::Admin { .. } => "admin",
+            Self::Cdc { .. } => "cdc",
             Self::SetupAws { .. } => "setup-aws",
             Self::TeardownAws { .. } => "teardown-aws",
         }

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod batch;
+mod cdc;
 mod cli;
 mod compact;
 mod emr;
@@ -324,6 +325,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Admin { command } => {
             let config = load_config(&cli)?.config;
             accounts::run(&config, command).await
+        }
+        Command::Cdc { command } => {
+            let config = load_config(&cli)?.config;
+            cdc::run(&config, command).await
         }
         Command::SetupAws { dry_run } => {
             let config = load_config(&cli)?.config;

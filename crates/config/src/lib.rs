@@ -28,6 +28,50 @@ pub struct Config {
     pub models: ModelsConfig,
     pub lake: LakeConfig,
     pub data: DataConfig,
+    pub export: ExportConfig,
+}
+
+/// The warehouse export (SPEC §8): the feature tables' change stream, batched
+/// into large files under `<lake>/<prefix>`, loaded into PostgreSQL or Redshift.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// `postgres://USER:PW@HOST:5432/DB`, or `redshift://USER:PW@CLUSTER:5439/DB`
+    /// (Redshift's COPY needs an `s3://` lake and `iam_role`); null: files only.
+    pub warehouse_url: Option<String>,
+    /// The role Redshift's COPY reads the lake with.
+    pub iam_role: Option<String>,
+    /// Where the files, manifests, checkpoints and dead letters go in the lake.
+    pub prefix: String,
+    /// A file is written when its table's buffer holds this many bytes...
+    pub max_file_bytes: u64,
+    /// ...or when the oldest buffered change has waited this long.
+    pub max_file_age_s: u64,
+    /// A change record larger than this goes to the dead letters, not a file.
+    pub max_record_bytes: u64,
+    /// Attempts at a load before its rows are bisected (data errors) or the
+    /// run stops with the error (connection errors; the next run resumes).
+    pub max_attempts: u32,
+    /// Items per page of `cdc backfill` (a checkpoint after each).
+    pub page_size: usize,
+    /// Also send dead letters to this Kafka topic (through `kafka.bootstrap_servers`).
+    pub dlq_topic: Option<String>,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self {
+            warehouse_url: None,
+            iam_role: None,
+            prefix: "exports/".into(),
+            max_file_bytes: 64 << 20,
+            max_file_age_s: 300,
+            max_record_bytes: 64 << 10,
+            max_attempts: 5,
+            page_size: 1000,
+            dlq_topic: None,
+        }
+    }
 }
 
 /// The personalized models the batch trains after the top-N, and that
@@ -650,6 +694,36 @@ impl Config {
                 ),
             );
         }
+        let e = &self.export;
+        if let Some(url) = &e.warehouse_url
+            && !["postgres://", "postgresql://", "redshift://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+        {
+            return fail(
+                "export.warehouse_url",
+                format!(
+                    "`{url}` is not a supported warehouse URL: expected postgres://USER:PASSWORD@HOST:PORT/DB or redshift://USER:PASSWORD@CLUSTER:5439/DB"
+                ),
+            );
+        }
+        for (key, value) in [
+            ("export.max_file_bytes", e.max_file_bytes),
+            ("export.max_file_age_s", e.max_file_age_s),
+            ("export.max_record_bytes", e.max_record_bytes),
+            ("export.max_attempts", u64::from(e.max_attempts)),
+            ("export.page_size", e.page_size as u64),
+        ] {
+            if value == 0 {
+                return fail(key, "expected a positive integer".into());
+            }
+        }
+        if e.prefix.trim_matches('/').is_empty() {
+            return fail(
+                "export.prefix",
+                "expected a folder name, e.g. exports/".into(),
+            );
+        }
         if self.batch.top_n == 0 {
             return fail(
                 "batch.top_n",
@@ -772,6 +846,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "models",
     "lake",
     "data",
+    "export",
 ];
 
 fn apply_env_overrides(

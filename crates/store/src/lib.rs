@@ -8,11 +8,13 @@
 //!   per dialect.
 
 mod accounts;
+mod change_log;
 mod dialect;
 mod rating_store;
 mod serving;
 
 pub use accounts::{Account, AccountStore, FIRST_ACCOUNT_USER_ID, NewAccount, Session};
+pub use change_log::{LOGGED_TABLES, LoggedChange, LoggedRow};
 pub use dialect::Dialect;
 pub use rating_store::SqliteRatingStore;
 pub use serving::{

@@ -61,13 +61,22 @@ impl SqliteRatingStore {
             .connect_with(options)
             .await
             .context(|| format!("cannot open the SQLite store {}", path.display()))?;
-        let mut migrator = Migrator::with_migrations(vec![Migration::new(
-            1,
-            "store".into(),
-            MigrationType::Simple,
-            include_str!("../migrations/store-sqlite/0001_store.sql").into_sql_str(),
-            false,
-        )]);
+        let mut migrator = Migrator::with_migrations(vec![
+            Migration::new(
+                1,
+                "store".into(),
+                MigrationType::Simple,
+                include_str!("../migrations/store-sqlite/0001_store.sql").into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                2,
+                "change log".into(),
+                MigrationType::Simple,
+                include_str!("../migrations/store-sqlite/0002_change_log.sql").into_sql_str(),
+                false,
+            ),
+        ]);
         // The serving tables may share this file; each set keeps its own history.
         migrator.dangerous_set_table_name("_movierec_store_migrations");
         migrator
@@ -85,6 +94,10 @@ impl SqliteRatingStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// (rating, count) of one movie's current ratings, for 0.5 … 5.0.

@@ -1,6 +1,7 @@
 #![allow(dead_code)]
 
 pub mod streams;
+pub mod warehouse;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
