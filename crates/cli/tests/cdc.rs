@@ -539,3 +539,41 @@ fn postgres_restarted_during_loads_ends_complete_and_not_doubled() {
         "each file loaded once"
     );
 }
+
+#[test]
+fn misconfigured_warehouses_are_named() {
+    let work = workdir();
+    let run = |warehouse: &str, extra: &str| {
+        let config = write_config(work.path(), warehouse, 1 << 20, 100);
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(extra);
+        std::fs::write(&config, text).unwrap();
+        let output = cdc(work.path(), &config, &["run", "--until-idle", "0.2"])
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let redshift = "redshift://loader:secret@example.invalid:5439/dev";
+    let no_role = run(redshift, "");
+    assert!(no_role.contains("export.iam_role is not set"), "{no_role}");
+    let local_lake = run(redshift, "  iam_role: \"arn:aws:iam::1:role/copy\"\n");
+    assert!(
+        local_lake.contains("Redshift loads from S3, but the lake is"),
+        "{local_lake}"
+    );
+    let port = common::free_port();
+    let down = run(
+        &format!("postgres://movierec:hunter2@127.0.0.1:{port}/w"),
+        "",
+    );
+    assert!(
+        down.contains(&format!(
+            "cannot connect to postgres://movierec@127.0.0.1:{port}/w"
+        )),
+        "{down}"
+    );
+    assert!(!down.contains("hunter2"), "{down}");
+    let bad_url = run("mysql://x@127.0.0.1/w", "");
+    assert!(bad_url.contains("export.warehouse_url"), "{bad_url}");
+}

@@ -22,8 +22,11 @@ pub const FILE_COLUMNS: usize = 7;
 
 /// One change as a CSV line (with its newline).
 pub fn encode(change: &Change) -> Vec<u8> {
+    // A row is ~50 bytes: the default 8 KiB buffer per row cost more than
+    // the rest of the export's reading side.
     let mut writer = csv::WriterBuilder::new()
         .has_headers(false)
+        .buffer_capacity(128)
         .from_writer(Vec::with_capacity(64));
     let op = match change.op {
         Op::Upsert => "U",
