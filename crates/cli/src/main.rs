@@ -49,7 +49,9 @@ fn init_logging(verbose: u8) {
     };
     // The AWS credential chain warns about every provider it tried; our own
     // error says what to do when none works.
-    let default = format!("{default},aws_config=error");
+    // PostgreSQL's notices ("relation … already exists, skipping" from the
+    // export's CREATE TABLE IF NOT EXISTS) are not news.
+    let default = format!("{default},aws_config=error,sqlx::postgres::notice=warn");
     let filter = tracing_subscriber::EnvFilter::try_from_env("MOVIEREC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()

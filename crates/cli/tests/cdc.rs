@@ -8,7 +8,7 @@
 mod common;
 
 use common::warehouse::{Rows, count, fresh_database, runtime, warehouse_rows};
-use common::{movierec, run_ok, workdir};
+use common::{movierec, run_ok, summary_of, workdir};
 use movierec_core::FeatureAccumulator;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, Row, SqliteConnection};
@@ -35,11 +35,6 @@ fn cdc(work: &Path, config: &Path, args: &[&str]) -> Command {
     let mut command = movierec(work);
     command.arg("--config").arg(config).arg("cdc").args(args);
     command
-}
-
-fn summary_of(output: &std::process::Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap()
 }
 
 fn import_synthetic(work: &Path, config: &Path, ratings: u64, users: u64, movies: u64, seed: u64) {

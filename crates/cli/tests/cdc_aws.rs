@@ -8,7 +8,7 @@ mod common;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use common::streams::{bootstrap, create_topic, unique};
 use common::warehouse::{Rows, count, fresh_database, runtime, warehouse_rows};
-use common::{movierec, run_ok, workdir};
+use common::{movierec, run_ok, summary_of, workdir};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -75,11 +75,6 @@ fn cdc(work: &Path, s: &Setup, args: &[&str]) -> Command {
     let mut command = with_credentials(movierec(work));
     command.arg("--config").arg(&s.config).arg("cdc").args(args);
     command
-}
-
-fn summary_of(output: &std::process::Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap()
 }
 
 fn dynamodb() -> aws_sdk_dynamodb::Client {

@@ -54,6 +54,12 @@ pub fn run_ok(command: &mut Command) -> Output {
     output
 }
 
+/// The JSON summary a command prints as its last line of stdout.
+pub fn summary_of(output: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
