@@ -13,6 +13,7 @@
 //! (naming the URL), a table with another schema (naming the fix).
 
 pub mod bronze;
+pub mod cost;
 pub mod emr;
 mod error;
 pub mod features;

@@ -170,10 +170,67 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// AWS helpers beside setup-aws: the cost estimate.
+    Aws {
+        #[command(subcommand)]
+        command: AwsCommand,
+    },
     /// The warehouse export: feature changes → large files in the lake → PostgreSQL or Redshift (export.*).
     Cdc {
         #[command(subcommand)]
         command: CdcCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AwsCommand {
+    /// Estimate the AWS bill (the seed's cost estimate): S3 storage and requests,
+    /// DynamoDB on-demand reads/writes/storage, EMR, EC2 and RDS hours, for the
+    /// seed's one-object-per-event layout beside movierec's batched one.
+    Cost {
+        /// Rating events ingested and kept.
+        #[arg(long)]
+        ratings: u64,
+        #[arg(long)]
+        users: u64,
+        #[arg(long, default_value_t = 10_000)]
+        movies: u64,
+        /// DynamoDB feature reads per month.
+        #[arg(long)]
+        reads_per_month: u64,
+        /// A region of the prices file.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Unit prices [default: config/aws-prices.yaml, else the built-in copy of it].
+        #[arg(long, value_name = "FILE")]
+        prices: Option<std::path::PathBuf>,
+        /// Bytes of one raw event in S3 (the seed: 1M ratings ≈ 100 MB).
+        #[arg(long, default_value_t = 100)]
+        bytes_per_rating: u64,
+        /// Events per S3 object in movierec's layout [default: kafka.max_batch_events].
+        #[arg(long)]
+        events_per_object: Option<u64>,
+        /// Bytes of one DynamoDB feature item.
+        #[arg(long, default_value_t = 200)]
+        feature_item_bytes: u64,
+        #[arg(long, default_value_t = 30)]
+        batch_runs_per_month: u64,
+        /// EMR cluster hours per month.
+        #[arg(long, default_value_t = 3.0)]
+        emr_hours: f64,
+        #[arg(long, default_value_t = 2)]
+        emr_core_nodes: u32,
+        /// Web server hours per month (730: always on).
+        #[arg(long, default_value_t = 730.0)]
+        ec2_hours: f64,
+        /// Serving database hours per month.
+        #[arg(long, default_value_t = 730.0)]
+        rds_hours: f64,
+        /// GB sent out to the internet per month.
+        #[arg(long, default_value_t = 0.0)]
+        transfer_gb: f64,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -284,6 +341,7 @@ impl Command {
             Self::Dlq { .. } => "dlq",
             Self::Admin { .. } => "admin",
             Self::Cdc { .. } => "cdc",
+            Self::Aws { .. } => "aws",
             Self::SetupAws { .. } => "setup-aws",
             Self::TeardownAws { .. } => "teardown-aws",
         }

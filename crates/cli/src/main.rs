@@ -5,6 +5,7 @@ mod batch;
 mod cdc;
 mod cli;
 mod compact;
+mod cost;
 mod emr;
 mod eval;
 mod import;
@@ -327,6 +328,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Admin { command } => {
             let config = load_config(&cli)?.config;
             accounts::run(&config, command).await
+        }
+        Command::Aws { command } => {
+            let config = load_config(&cli)?.config;
+            cost::run(&config, command)
         }
         Command::Cdc { command } => {
             let config = load_config(&cli)?.config;

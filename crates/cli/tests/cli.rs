@@ -104,3 +104,93 @@ fn an_aws_mode_import_names_a_missing_folder() {
     );
     assert!(error.contains("nowhere"), "{error}");
 }
+
+/// `movierec aws cost`: the seed's examples, from the shipped prices and
+/// from a file of the user's.
+#[test]
+fn aws_cost_prices_both_layouts_from_a_prices_file() {
+    let work = workdir();
+    let output = run_ok(movierec(work.path()).args([
+        "aws",
+        "cost",
+        "--ratings",
+        "1000000",
+        "--users",
+        "100000",
+        "--reads-per-month",
+        "1000000",
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let cost = |layout: &str, what: &str| -> f64 {
+        report[layout]["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["what"].as_str().unwrap().starts_with(what))
+            .unwrap_or_else(|| panic!("{layout} {what}: {report}"))["cost"]
+            .as_f64()
+            .unwrap()
+    };
+    // 1M ratings ≈ 100 MB: $0.002 a month in S3; one PUT per event: $5.
+    assert_eq!(format!("{:.3}", cost("seed", "storage: bronze")), "0.002");
+    assert!((cost("seed", "PUT") - 5.0).abs() < 1e-9);
+    // 50 objects of 20,000 events (kafka.max_batch_events).
+    assert!((cost("movierec", "PUT") - 0.00025).abs() < 1e-12);
+    // 1M reads a month: $0.25.
+    assert!((cost("seed", "reads") - 0.25).abs() < 1e-12);
+    assert!(report["movierec"]["monthly"].as_f64() < report["seed"]["monthly"].as_f64());
+
+    // Prices of the user's own, and a region they lack.
+    let prices = work.path().join("prices.yaml");
+    std::fs::write(
+        &prices,
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/aws-prices.yaml"),
+        )
+        .unwrap()
+        .replace("us-east-1:", "eu-west-1:")
+        .replace("s3_put_per_1000: 0.005 ", "s3_put_per_1000: 0.0054"),
+    )
+    .unwrap();
+    let text = run_ok(movierec(work.path()).args([
+        "aws",
+        "cost",
+        "--ratings",
+        "1000000",
+        "--users",
+        "100000",
+        "--reads-per-month",
+        "1000000",
+        "--region",
+        "eu-west-1",
+        "--prices",
+        prices.to_str().unwrap(),
+    ]));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("| S3 | PUT bronze objects (one per event) | 1000000 | 1,000 requests | $0.0054 | $5.4000 | once |"), "{text}");
+    let missing = movierec(work.path())
+        .args([
+            "aws",
+            "cost",
+            "--ratings",
+            "1",
+            "--users",
+            "1",
+            "--reads-per-month",
+            "1",
+            "--region",
+            "us-east-1",
+            "--prices",
+        ])
+        .arg(&prices)
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("has no prices for region `us-east-1` (it has: eu-west-1)"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
