@@ -170,6 +170,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Benchmarks as reports (the seed's performance chapter).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// AWS helpers beside setup-aws: the cost estimate.
     Aws {
         #[command(subcommand)]
@@ -179,6 +184,34 @@ pub enum Command {
     Cdc {
         #[command(subcommand)]
         command: CdcCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Run the batch on each engine and core count, several times, on shares of a
+    /// dataset: the seed's table (time median and spread, speedup, peak memory,
+    /// CPU utilisation), scalability with the fitted time per million ratings,
+    /// and an SVG chart, written to OUT/bench-batch.md (.svg, .json).
+    Batch {
+        /// A MovieLens-format folder (any layout; `movierec data synth` output too).
+        #[arg(long, value_name = "DIR")]
+        dataset: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "embedded,spark")]
+        engines: Vec<String>,
+        /// Core counts for the embedded engine [default: all of this machine's].
+        #[arg(long, value_delimiter = ',')]
+        cores: Vec<usize>,
+        /// Spark local[N] configurations, each pinned to N cores.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        spark_cores: Vec<usize>,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Shares of the dataset (ratings in file order) for the scalability table.
+        #[arg(long, value_delimiter = ',', default_value = "0.25,0.5,1")]
+        fractions: Vec<f64>,
+        #[arg(long, value_name = "DIR", default_value = "report")]
+        out: PathBuf,
     },
 }
 
@@ -342,6 +375,7 @@ impl Command {
             Self::Admin { .. } => "admin",
             Self::Cdc { .. } => "cdc",
             Self::Aws { .. } => "aws",
+            Self::Bench { .. } => "bench",
             Self::SetupAws { .. } => "setup-aws",
             Self::TeardownAws { .. } => "teardown-aws",
         }

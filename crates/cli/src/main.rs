@@ -2,6 +2,7 @@
 
 mod accounts;
 mod batch;
+mod bench;
 mod cdc;
 mod cli;
 mod compact;
@@ -328,6 +329,34 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Admin { command } => {
             let config = load_config(&cli)?.config;
             accounts::run(&config, command).await
+        }
+        Command::Bench {
+            command:
+                cli::BenchCommand::Batch {
+                    dataset,
+                    engines,
+                    cores,
+                    spark_cores,
+                    repeats,
+                    fractions,
+                    out,
+                },
+        } => {
+            let config = load_config(&cli)?.config;
+            let mut spark = config.batch.spark.clone();
+            spark.job = std::path::absolute(&spark.job)?;
+            let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let bench = bench::BatchBench {
+                dataset: dataset.clone(),
+                engines: engines.clone(),
+                cores: if cores.is_empty() { vec![all] } else { cores.clone() },
+                spark_cores: spark_cores.clone(),
+                repeats: *repeats,
+                fractions: fractions.clone(),
+                out: out.clone(),
+                spark,
+            };
+            tokio::task::block_in_place(|| bench::batch(&bench))
         }
         Command::Aws { command } => {
             let config = load_config(&cli)?.config;

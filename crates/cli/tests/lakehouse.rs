@@ -939,3 +939,139 @@ fn in_aws_mode_up_sets_up_imports_a_sample_runs_the_batch_and_serves() {
     );
     assert_eq!(recs["items"].as_array().unwrap().len(), 5, "{recs}");
 }
+
+/// `movierec bench batch`: a well-formed report for both engines on a small
+/// synthetic set (the figures are benchmarks, not asserted).
+#[test]
+fn bench_batch_writes_the_seeds_table_for_both_engines() {
+    let work = workdir();
+    let dataset = work.path().join("ds");
+    run_ok(
+        movierec(work.path())
+            .args([
+                "data",
+                "synth",
+                "--ratings",
+                "6000",
+                "--users",
+                "150",
+                "--movies",
+                "300",
+                "--out",
+            ])
+            .arg(&dataset),
+    );
+    let config = work.path().join("bench.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "batch:\n  spark:\n    job: \"{}\"\n    conf:\n      spark.sql.shuffle.partitions: \"2\"\n",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../jobs/spark/lakehouse.py")
+                .display()
+        ),
+    )
+    .unwrap();
+    let bench = |args: &[&str], out: &str| {
+        let mut command = movierec(work.path());
+        command
+            .arg("--config")
+            .arg(&config)
+            .args(["bench", "batch", "--dataset"])
+            .arg(&dataset)
+            .args(args)
+            .args(["--out", out]);
+        run_ok(&mut command);
+        let dir = work.path().join(out);
+        (
+            std::fs::read_to_string(dir.join("bench-batch.md")).unwrap(),
+            std::fs::read_to_string(dir.join("bench-batch.svg")).unwrap(),
+            serde_json::from_str::<serde_json::Value>(
+                &std::fs::read_to_string(dir.join("bench-batch.json")).unwrap(),
+            )
+            .unwrap(),
+        )
+    };
+
+    // The embedded engine on 1 and 2 cores, two shares, twice each.
+    let (md, svg, json) = bench(
+        &[
+            "--engines",
+            "embedded",
+            "--cores",
+            "1,2",
+            "--repeats",
+            "2",
+            "--fractions",
+            "0.5,1",
+        ],
+        "embedded",
+    );
+    assert!(md.contains("| Environment | Configuration | Processing time (median, min–max) | Speedup | Peak memory | CPU utilisation |"), "{md}");
+    assert!(md.contains("| this machine | embedded, 1 core | "), "{md}");
+    assert!(md.contains("| this machine | embedded, 2 cores | "), "{md}");
+    assert!(md.contains("| 1.00x |"), "{md}");
+    assert!(md.contains("| embedded, 2 cores | 0.5 | 3000 | "), "{md}");
+    assert!(md.contains("| embedded, 1 core | 1 | 6000 | "), "{md}");
+    assert!(md.contains("Seconds per million ratings"), "{md}");
+    assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{svg}");
+    assert_eq!(svg.matches("<rect").count(), 2, "{svg}");
+    let measurements = json["measurements"].as_array().unwrap();
+    assert_eq!(measurements.len(), 2 * 2 * 2);
+    for m in measurements {
+        assert!(m["wall_s"].as_f64().unwrap() > 0.0, "{m}");
+        assert!(m["cpu_s"].as_f64().unwrap() > 0.0, "{m}");
+        assert!(m["peak_rss_mib"].as_f64().unwrap() > 1.0, "{m}");
+    }
+    assert_eq!(json["growth"].as_array().unwrap().len(), 2);
+    // Each run published the batch it timed: no run is an empty shell.
+    assert!(json["summaries"][1]["median_s"].as_f64().unwrap() > 0.0);
+
+    // Spark, local[2], once.
+    let (md, svg, json) = bench(
+        &[
+            "--engines",
+            "embedded,spark",
+            "--cores",
+            "2",
+            "--spark-cores",
+            "2",
+            "--repeats",
+            "1",
+            "--fractions",
+            "1",
+        ],
+        "spark",
+    );
+    assert!(
+        md.contains("| this machine | Spark local[2] (2 cores) | "),
+        "{md}"
+    );
+    assert_eq!(svg.matches("<rect").count(), 2, "{svg}");
+    let spark = json["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["engine"] == "spark")
+        .unwrap();
+    // The JVM is counted: far more than the embedded engine's memory.
+    assert!(spark["peak_rss_mib"].as_f64().unwrap() > 150.0, "{spark}");
+
+    // Bad requests are named.
+    let bad = movierec(work.path())
+        .args(["bench", "batch", "--dataset"])
+        .arg(&dataset)
+        .args(["--engines", "flink"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--engines: unknown engine `flink`"));
+    let bad = movierec(work.path())
+        .args(["bench", "batch", "--dataset"])
+        .arg(&dataset)
+        .args(["--engines", "embedded", "--cores", "64"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("embedded on 64 cores: this machine has")
+    );
+}

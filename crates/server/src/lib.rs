@@ -15,6 +15,8 @@ pub use api::{
     AppState, DependencyProbe, Personalizer, Recommended, StorageProbe, UserRatings, WebCache,
     router,
 };
+/// Server-side SVG charts (also drawn into benchmark reports).
+pub use web::charts;
 pub use web::{DeadLetterView, LoginLimiter, Operations, RatingActivity, WebSettings};
 /// Password hashing and token minting, shared with `movierec admin`.
 pub mod credentials {

@@ -9,7 +9,7 @@
 
 mod admin;
 pub(crate) mod auth;
-mod charts;
+pub mod charts;
 mod pages;
 
 use crate::AppState;
