@@ -185,7 +185,7 @@ impl ExportLayout {
         rows: usize,
         now: DateTime<Utc>,
     ) -> Result<Part> {
-        let hash = hex(&Sha256::digest(csv))[..16].to_string();
+        let hash = format!("{:x}", Sha256::digest(csv))[..16].to_string();
         let key = format!(
             "{}{}/date={}/hour={}/{}-{hash}.csv.gz",
             self.prefix,
@@ -238,7 +238,7 @@ impl ExportLayout {
                 || now.format("%Y%m%dT%H%M%S%3fZ").to_string(),
                 str::to_string,
             );
-        let load_id = format!("{stamp}-{}", &hex(&hasher.finalize())[..16]);
+        let load_id = format!("{stamp}-{}", &format!("{:x}", hasher.finalize())[..16]);
         let manifest = Manifest {
             entries: parts
                 .iter()
@@ -365,10 +365,6 @@ pub fn split_lines(csv: &[u8]) -> Vec<Vec<u8>> {
         lines.push(csv[start..].to_vec());
     }
     lines
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -18,6 +18,19 @@ fn values(acc: &FeatureAccumulator) -> Vec<String> {
     ]
 }
 
+/// A change of one SQLite feature row; its size is that of its values plus
+/// the fixed-width columns (key, sequence, accumulators: 48 bytes).
+fn row_change(table: FeatureTable, key: i64, op: Op, version: i64, values: Vec<String>) -> Change {
+    Change {
+        table,
+        key: key.to_string(),
+        op,
+        version: version.to_string(),
+        source_bytes: 48 + values.iter().map(String::len).sum::<usize>(),
+        values,
+    }
+}
+
 fn source(what: &str) -> impl FnOnce(movierec_store::StoreError) -> SourceError + '_ {
     move |e| SourceError::new(what, e)
 }
@@ -50,14 +63,7 @@ impl SqliteChangeLog {
                 vec![raw[0].clone(), String::new(), String::new(), String::new()],
             ),
         };
-        Some(Change {
-            table,
-            key: change.key.to_string(),
-            op,
-            version: change.seq.to_string(),
-            source_bytes: 48 + values.iter().map(String::len).sum::<usize>(),
-            values,
-        })
+        Some(row_change(table, change.key, op, change.seq, values))
     }
 }
 
@@ -162,17 +168,7 @@ impl TableScan for SqliteTableScan {
         };
         let changes = rows
             .iter()
-            .map(|(key, acc)| {
-                let values = values(acc);
-                Change {
-                    table,
-                    key: key.to_string(),
-                    op: Op::Upsert,
-                    version: version.to_string(),
-                    source_bytes: 48 + values.iter().map(String::len).sum::<usize>(),
-                    values,
-                }
-            })
+            .map(|(key, acc)| row_change(table, *key, Op::Upsert, version, values(acc)))
             .collect();
         Ok((changes, next))
     }

@@ -77,17 +77,6 @@ impl SqliteRatingStore {
             .context(|| "cannot commit the change log triggers".into())
     }
 
-    /// Whether [`SqliteRatingStore::enable_change_log`] has run.
-    pub async fn change_log_enabled(&self) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%_log_%'",
-        )
-        .fetch_one(self.pool())
-        .await
-        .context(|| "cannot read the change log's triggers".into())?;
-        Ok(n > 0)
-    }
-
     /// Up to `limit` changes after `seq`, oldest first.
     pub async fn changes_after(&self, seq: i64, limit: usize) -> Result<Vec<LoggedChange>> {
         let rows = sqlx::query(
