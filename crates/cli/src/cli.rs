@@ -147,6 +147,10 @@ pub enum Command {
         /// Stop after this many seconds without a message [default: run until Ctrl-C/SIGTERM].
         #[arg(long, value_name = "SECONDS")]
         until_idle: Option<f64>,
+        /// Create this file once the group has assigned partitions (for scripts
+        /// and `bench ingest`, which offer events only to a running consumer).
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
     },
     /// Create the S3 bucket, its bronze/silver/gold prefixes and the DynamoDB feature tables (idempotent).
     SetupAws {
@@ -210,6 +214,70 @@ pub enum BenchCommand {
         /// Shares of the dataset (ratings in file order) for the scalability table.
         #[arg(long, value_delimiter = ',', default_value = "0.25,0.5,1")]
         fractions: Vec<f64>,
+        #[arg(long, value_name = "DIR", default_value = "report")]
+        out: PathBuf,
+    },
+    /// Measure the consumer (the configured Kafka, a fresh SQLite store per run):
+    /// synthetic events at each offered rate, or a backlog for `max`; events/s,
+    /// the group's lag, catch-up time, memory and CPU, written to OUT/bench-ingest.md
+    /// (.svg, .json). Each run creates and deletes topics of its own.
+    Ingest {
+        /// Events per run.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Offered rates: `max` (the whole stream produced first, then drained) or events per second.
+        #[arg(long, value_delimiter = ',', default_value = "max,10000")]
+        rates: Vec<crate::bench::Rate>,
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Share of malformed events, which must reach the dead-letter topic.
+        #[arg(long, default_value_t = 0.01)]
+        invalid_fraction: f64,
+        #[arg(long, default_value_t = 10_000)]
+        users: u64,
+        #[arg(long, default_value_t = 5_000)]
+        movies: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The consumer stops after this many seconds without a message.
+        #[arg(long, default_value_t = 2.0)]
+        idle: f64,
+        #[arg(long, value_name = "DIR", default_value = "report")]
+        out: PathBuf,
+    },
+    /// Measure the API: latency percentiles of each target at each offered rate
+    /// (an open loop; `max` is back-to-back clients), errors, and the server's CPU and
+    /// memory, written to OUT/bench-serve.md (.svg, .json). Starts `movierec serve`
+    /// with this configuration unless --url names a running server.
+    Serve {
+        /// A running server, e.g. http://127.0.0.1:8082 [default: start one on a free port].
+        #[arg(long)]
+        url: Option<String>,
+        /// top, user (`/api/users/{user}/recommendations`), movies, health, or any path
+        /// (`{user}` becomes a user id drawn uniformly).
+        #[arg(long, value_delimiter = ',', default_value = "top,user")]
+        targets: Vec<crate::bench::serve::Target>,
+        /// Offered requests per second, or `max`.
+        #[arg(long, value_delimiter = ',', default_value = "500,2000,max")]
+        rates: Vec<crate::bench::Rate>,
+        /// Seconds measured per run.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Seconds sent before each run's measurement starts.
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Requests in flight at most (and clients for `max`).
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Draw `{user}` from 1..=USERS [default: the served user count].
+        #[arg(long)]
+        users: Option<u64>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
         #[arg(long, value_name = "DIR", default_value = "report")]
         out: PathBuf,
     },

@@ -162,11 +162,27 @@ pub fn produce(config: &Config, args: &ProduceArgs<'_>) -> Result<()> {
 }
 
 /// `movierec consume`: until Ctrl-C/SIGTERM, or until the stream is quiet.
-pub async fn consume(config: &Config, until_idle: Option<f64>) -> Result<()> {
-    let options = ConsumerOptions {
+pub async fn consume(
+    config: &Config,
+    until_idle: Option<f64>,
+    ready_file: Option<&Path>,
+) -> Result<()> {
+    let mut options = ConsumerOptions {
         until_idle: until_idle.map(Duration::from_secs_f64),
         ..Default::default()
     };
+    if let Some(path) = ready_file {
+        let (assigned, mut watch) = tokio::sync::watch::channel(false);
+        options.assigned = Some(assigned);
+        let path = path.to_path_buf();
+        tokio::spawn(async move {
+            if watch.wait_for(|ready| *ready).await.is_ok()
+                && let Err(error) = std::fs::write(&path, b"assigned\n")
+            {
+                tracing::warn!("cannot write the ready file {}: {error}", path.display());
+            }
+        });
+    }
     let mut sqlite = None;
     let mut aws_sink = None;
     let sink: Arc<dyn EventSink> = match config.storage_mode {

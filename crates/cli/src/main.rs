@@ -299,9 +299,12 @@ async fn run(cli: Cli) -> Result<()> {
             };
             tokio::task::block_in_place(|| ingest::produce(&config, &args))
         }
-        Command::Consume { until_idle } => {
+        Command::Consume {
+            until_idle,
+            ready_file,
+        } => {
             let config = load_config(&cli)?.config;
-            ingest::consume(&config, *until_idle).await
+            ingest::consume(&config, *until_idle, ready_file.as_deref()).await
         }
         Command::Dlq { command } => {
             let config = load_config(&cli)?.config;
@@ -346,7 +349,7 @@ async fn run(cli: Cli) -> Result<()> {
             let mut spark = config.batch.spark.clone();
             spark.job = std::path::absolute(&spark.job)?;
             let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let bench = bench::BatchBench {
+            let bench = bench::batch::BatchBench {
                 dataset: dataset.clone(),
                 engines: engines.clone(),
                 cores: if cores.is_empty() { vec![all] } else { cores.clone() },
@@ -356,7 +359,70 @@ async fn run(cli: Cli) -> Result<()> {
                 out: out.clone(),
                 spark,
             };
-            tokio::task::block_in_place(|| bench::batch(&bench))
+            tokio::task::block_in_place(|| bench::batch::run(&bench))
+        }
+        Command::Bench {
+            command:
+                cli::BenchCommand::Ingest {
+                    events,
+                    rates,
+                    partitions,
+                    repeats,
+                    invalid_fraction,
+                    users,
+                    movies,
+                    seed,
+                    idle,
+                    out,
+                },
+        } => {
+            let loaded = load_config(&cli)?;
+            let bench = bench::ingest::IngestBench {
+                events: *events,
+                rates: rates.clone(),
+                partitions: *partitions,
+                repeats: *repeats,
+                invalid_fraction: *invalid_fraction,
+                users: *users,
+                movies: *movies,
+                seed: *seed,
+                idle_s: *idle,
+                out: out.clone(),
+                config_file: loaded.file.as_deref().map(std::path::absolute).transpose()?,
+                kafka: loaded.config.kafka.clone(),
+            };
+            bench::ingest::run(&bench).await
+        }
+        Command::Bench {
+            command:
+                cli::BenchCommand::Serve {
+                    url,
+                    targets,
+                    rates,
+                    duration,
+                    warmup,
+                    connections,
+                    repeats,
+                    users,
+                    seed,
+                    out,
+                },
+        } => {
+            let loaded = load_config(&cli)?;
+            let bench = bench::serve::ServeBench {
+                url: url.clone(),
+                targets: targets.clone(),
+                rates: rates.clone(),
+                duration_s: *duration,
+                warmup_s: *warmup,
+                connections: *connections,
+                repeats: *repeats,
+                users: *users,
+                seed: *seed,
+                out: out.clone(),
+                config_file: loaded.file.as_deref().map(std::path::absolute).transpose()?,
+            };
+            bench::serve::run(&bench).await
         }
         Command::Aws { command } => {
             let config = load_config(&cli)?.config;

@@ -550,3 +550,134 @@ fn two_consumers_in_one_group_through_a_rebalance_count_each_event_once() {
     let valid = synthetic_events(params).map(|e| RatingEvent::from_json(&e.payload).unwrap());
     assert_eq!(stored(&db), expected(valid));
 }
+
+/// `movierec bench ingest`: a well-formed report for a backlog and an
+/// offered rate on a small stream (the figures are benchmarks, not asserted;
+/// that every event was consumed once and every malformed one dead-lettered is).
+#[test]
+fn bench_ingest_reports_throughput_and_lag_with_every_event_once() {
+    let work = workdir();
+    let output = run_ok(
+        movierec(work.path())
+            .env("MOVIEREC_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
+            .args([
+                "bench",
+                "ingest",
+                "--events",
+                "3000",
+                "--rates",
+                "max,1500",
+                "--partitions",
+                "2",
+                "--repeats",
+                "1",
+                "--invalid-fraction",
+                "0.02",
+                "--idle",
+                "1.5",
+                "--out",
+                "report",
+            ]),
+    );
+    let dir = work.path().join("report");
+    let md = std::fs::read_to_string(dir.join("bench-ingest.md")).unwrap();
+    let svg = std::fs::read_to_string(dir.join("bench-ingest.svg")).unwrap();
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bench-ingest.json")).unwrap())
+            .unwrap();
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("# Ingestion benchmark"),
+        "the report is printed too"
+    );
+    assert!(md.contains("| Offered rate | Produced events/s |"), "{md}");
+    for rate in ["| max |", "| 1500/s |"] {
+        assert!(md.contains(rate), "no row {rate}:\n{md}");
+    }
+    assert!(
+        !md.contains("| NO |"),
+        "an event was lost or doubled:\n{md}"
+    );
+    assert!(
+        svg.starts_with("<svg") && svg.matches("<rect").count() >= 2,
+        "{svg}"
+    );
+    assert!(
+        !dir.join("bench-ingest-work").exists(),
+        "work files are removed"
+    );
+
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{json:#}");
+    for run in runs {
+        assert_eq!(run["events"], 3000, "{run:#}");
+        assert_eq!(run["consumed"], 3000, "every event consumed once: {run:#}");
+        let malformed = run["malformed"].as_u64().unwrap();
+        assert!(
+            malformed > 0,
+            "the stream carries malformed events: {run:#}"
+        );
+        assert_eq!(run["dead_lettered"].as_u64(), Some(malformed), "{run:#}");
+        assert!(run["consumed_per_s"].as_f64().unwrap() > 0.0, "{run:#}");
+        assert!(
+            run["consumer_peak_rss_mib"].as_f64().unwrap() > 0.0,
+            "{run:#}"
+        );
+    }
+    let rated = &runs[1];
+    assert_eq!(rated["requested_per_s"], 1500.0);
+    // 3,000 events at 1,500/s: about two seconds of production.
+    assert!(
+        rated["produced_per_s"].as_f64().unwrap() < 1600.0,
+        "the producer kept the offered rate: {rated:#}"
+    );
+    assert!(
+        rated["lag_samples"].as_u64().unwrap() >= 5,
+        "lag was sampled: {rated:#}"
+    );
+    assert!(
+        rated["catch_up_s"].is_number(),
+        "the group caught up: {rated:#}"
+    );
+    let summaries = json["summaries"].as_array().unwrap();
+    assert_eq!(summaries.len(), 2);
+    assert!(summaries.iter().all(|s| s["complete"] == true), "{json:#}");
+}
+
+#[test]
+fn bench_ingest_names_bad_rates_and_an_unreachable_broker() {
+    let work = workdir();
+    let output = movierec(work.path())
+        .args(["bench", "ingest", "--rates", "max,fast"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`fast` is neither `max` nor a positive number"),
+        "{stderr}"
+    );
+
+    let output = movierec(work.path())
+        .env(
+            "MOVIEREC_KAFKA__BOOTSTRAP_SERVERS",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .args([
+            "bench",
+            "ingest",
+            "--events",
+            "10",
+            "--repeats",
+            "1",
+            "--rates",
+            "max",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bench ingest needs a Kafka broker at 127.0.0.1:"),
+        "{stderr}"
+    );
+}

@@ -1075,3 +1075,126 @@ fn bench_batch_writes_the_seeds_table_for_both_engines() {
         String::from_utf8_lossy(&bad.stderr).contains("embedded on 64 cores: this machine has")
     );
 }
+
+/// `movierec bench serve`: a well-formed report for two targets at an offered
+/// rate and at `max` against a server it starts itself on a small synthetic
+/// set (the latencies are benchmarks, not asserted; that nothing failed is).
+#[test]
+fn bench_serve_reports_latency_percentiles_per_target_and_rate() {
+    let work = workdir();
+    let dataset = work.path().join("ds");
+    run_ok(
+        movierec(work.path())
+            .args([
+                "data",
+                "synth",
+                "--ratings",
+                "5000",
+                "--users",
+                "120",
+                "--movies",
+                "300",
+                "--out",
+            ])
+            .arg(&dataset),
+    );
+    run_ok(
+        movierec(work.path())
+            .args(["import", "movielens"])
+            .arg(&dataset),
+    );
+    run_ok(movierec(work.path()).args(["batch", "run"]));
+    let output = run_ok(movierec(work.path()).args([
+        "bench",
+        "serve",
+        "--targets",
+        "top,user",
+        "--rates",
+        "200,max",
+        "--duration",
+        "1.5",
+        "--warmup",
+        "0.5",
+        "--connections",
+        "4",
+        "--repeats",
+        "1",
+        "--out",
+        "report",
+    ]));
+    let dir = work.path().join("report");
+    let md = std::fs::read_to_string(dir.join("bench-serve.md")).unwrap();
+    let svg = std::fs::read_to_string(dir.join("bench-serve.svg")).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bench-serve.json")).unwrap())
+            .unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains("# Serving benchmark"));
+    assert!(
+        md.contains("| Target | Offered rate | Achieved req/s | p50 ms |"),
+        "{md}"
+    );
+    for row in [
+        "| top | 200/s |",
+        "| top | max |",
+        "| user | 200/s |",
+        "| user | max |",
+    ] {
+        assert!(md.contains(row), "no row {row}:\n{md}");
+    }
+    assert!(
+        md.contains("`GET /api/users/{user}/recommendations?k=10`"),
+        "{md}"
+    );
+    assert!(
+        svg.starts_with("<svg") && svg.matches("<rect").count() >= 4,
+        "{svg}"
+    );
+    assert_eq!(json["users"], 120, "{{user}} drawn from the served users");
+    let summaries = json["summaries"].as_array().unwrap();
+    assert_eq!(summaries.len(), 4, "{json:#}");
+    for s in summaries {
+        assert_eq!(s["errors"], 0, "{s:#}\n{md}");
+        let (p50, p99, max) = (
+            s["p50_ms"].as_f64().unwrap(),
+            s["p99_ms"].as_f64().unwrap(),
+            s["max_ms"].as_f64().unwrap(),
+        );
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{s:#}");
+        assert!(s["achieved_per_s"].as_f64().unwrap() > 0.0, "{s:#}");
+        assert!(
+            s["server_peak_rss_mib"].as_f64().unwrap() > 0.0,
+            "the server was watched: {s:#}"
+        );
+    }
+    // 1.5 s at 200/s: about 300 requests counted.
+    let rated = &json["runs"][0];
+    assert_eq!(rated["rate"], "200/s");
+    let requests = rated["requests"].as_u64().unwrap();
+    assert!((240..=330).contains(&requests), "{rated:#}");
+    assert!(
+        !dir.join("bench-serve-work").exists(),
+        "work files are removed"
+    );
+
+    // A server that is not there: a clear error, quickly.
+    let output = movierec(work.path())
+        .args(["bench", "serve", "--url"])
+        .arg(format!("http://127.0.0.1:{}", free_port()))
+        .args([
+            "--duration",
+            "1",
+            "--rates",
+            "10",
+            "--repeats",
+            "1",
+            "--targets",
+            "top",
+            "--out",
+            "report2",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/health did not answer"), "{stderr}");
+}

@@ -42,6 +42,9 @@ pub struct ConsumerOptions {
     pub until_idle: Option<Duration>,
     /// How often the lag and the broker connection are checked.
     pub lag_interval: Duration,
+    /// Set to true once the group has assigned this consumer partitions:
+    /// whoever offers events at a pace (`movierec bench ingest`) waits for it.
+    pub assigned: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Default for ConsumerOptions {
@@ -49,6 +52,7 @@ impl Default for ConsumerOptions {
         Self {
             until_idle: None,
             lag_interval: Duration::from_secs(5),
+            assigned: None,
         }
     }
 }
@@ -280,6 +284,12 @@ async fn consume_loop(
             },
             () = sleep_until(deadline) => {}
             () = tokio::time::sleep(Duration::from_millis(250)), if deadline.is_none() => {
+                if let Some(assigned) = &options.assigned
+                    && !*assigned.borrow()
+                    && (first_message.is_some() || has_assignment(consumer))
+                {
+                    assigned.send_replace(true);
+                }
                 if options.until_idle.is_some() && first_message.is_none() && !has_assignment(consumer) {
                     // Joining the group: quiet, but not idle yet.
                     if started.elapsed() > JOIN_LIMIT {

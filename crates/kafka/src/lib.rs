@@ -9,10 +9,12 @@
 //!   after its objects are stored (exactly-once effect either way). Invalid
 //!   events go to the dead-letter topic before their batch commits.
 //! - [`dlq`]: the dead-letter topic: headers, listing and replay.
+//! - [`admin`]: topics created and deleted, and a group's lag as Kafka sees it.
 //!
 //! Every client takes `kafka.properties` as extra librdkafka settings, so
 //! SASL, TLS and timeouts of any cluster can be set from the configuration.
 
+pub mod admin;
 pub mod consumer;
 pub mod dlq;
 pub mod producer;

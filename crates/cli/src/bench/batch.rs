@@ -7,13 +7,13 @@
 //! and spread, speedup), scalability with the fitted time per million
 //! ratings, an SVG bar chart, and the raw figures as JSON.
 
+use super::{environment, fit_line, measure, median, standalone_chart};
 use anyhow::{Context, Result, bail, ensure};
 use movierec_datasets::movielens::detect_layout;
 use serde::Serialize;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 /// What `movierec bench batch` was asked.
 #[derive(Debug, Clone)]
@@ -68,71 +68,6 @@ struct Growth {
     fixed_s: f64,
 }
 
-pub fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
-}
-
-/// Least squares y = a + b·x: (a, b). One point: no slope (b = y/x).
-pub fn fit_line(points: &[(f64, f64)]) -> (f64, f64) {
-    let n = points.len() as f64;
-    if points.len() < 2 {
-        return points.first().map_or((0.0, 0.0), |&(x, y)| {
-            (0.0, if x > 0.0 { y / x } else { 0.0 })
-        });
-    }
-    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
-    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
-    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
-    let b = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-    (mean_y - b * mean_x, b)
-}
-
-/// Runs a child to its end and returns (wall s, CPU s, peak RSS MiB) from
-/// its own resource usage (it and the descendants it waited for: for Spark,
-/// the JVM).
-fn measure(mut command: Command) -> Result<(f64, f64, f64, std::process::ExitStatus)> {
-    use std::os::unix::process::ExitStatusExt;
-    let start = Instant::now();
-    let child = command
-        .spawn()
-        .with_context(|| format!("cannot start {command:?}"))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status: libc::c_int = 0;
-    // SAFETY: an all-zero rusage is a valid value to be overwritten.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, with valid pointers; std's Child is
-    // not waited on afterwards (it is forgotten), so the pid is reaped once.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    std::mem::forget(child);
-    ensure!(
-        waited == pid,
-        "wait4 failed: {}",
-        std::io::Error::last_os_error()
-    );
-    let wall = start.elapsed().as_secs_f64();
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let cpu = seconds(usage.ru_utime) + seconds(usage.ru_stime);
-    // Linux reports ru_maxrss in KiB.
-    let rss_mib = usage.ru_maxrss as f64 / 1024.0;
-    Ok((
-        wall,
-        cpu,
-        rss_mib,
-        std::process::ExitStatus::from_raw(status),
-    ))
-}
-
 /// A copy of a MovieLens folder whose ratings file keeps its first
 /// `fraction` of data lines (whole users, as the files are grouped by user).
 fn dataset_share(dataset: &Path, fraction: f64, to: &Path) -> Result<u64> {
@@ -162,29 +97,6 @@ fn dataset_share(dataset: &Path, fraction: f64, to: &Path) -> Result<u64> {
     Ok(keep)
 }
 
-fn environment() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let memory_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse::<f64>().ok())
-        })
-        .map_or_else(|| "?".into(), |kib| format!("{:.0}", kib / 1024.0 / 1024.0));
-    format!("{cpu}, {cores} cores, {memory_gib} GiB RAM")
-}
-
 fn configuration_name(engine: &str, cores: usize) -> String {
     match engine {
         "spark" => format!(
@@ -198,7 +110,7 @@ fn configuration_name(engine: &str, cores: usize) -> String {
     }
 }
 
-pub fn batch(bench: &BatchBench) -> Result<()> {
+pub fn run(bench: &BatchBench) -> Result<()> {
     ensure!(bench.repeats >= 1, "--repeats: expected at least 1");
     ensure!(
         !bench.fractions.is_empty(),
@@ -467,14 +379,7 @@ fn write_report(
             )
         })
         .collect();
-    let chart = movierec_server::charts::hbars(&bars, "no runs");
-    // Standalone: the web page's stylesheet is not there.
-    let chart = chart.replacen(
-        "xmlns=\"http://www.w3.org/2000/svg\">",
-        "xmlns=\"http://www.w3.org/2000/svg\"><style>rect{fill:#3b6ea8}text{font:9px sans-serif;fill:#222}</style>\
-         <desc>median processing time, milliseconds</desc>",
-        1,
-    );
+    let chart = standalone_chart(&bars, "median processing time, milliseconds");
     std::fs::write(bench.out.join("bench-batch.svg"), chart)?;
     std::fs::write(
         bench.out.join("bench-batch.json"),
@@ -492,22 +397,4 @@ fn write_report(
         bench.out.join("bench-batch.md").display()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn medians_and_fits() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        // y = 2 + 3x exactly.
-        let (a, b) = fit_line(&[(1.0, 5.0), (2.0, 8.0), (4.0, 14.0)]);
-        assert!(
-            (a - 2.0).abs() < 1e-12 && (b - 3.0).abs() < 1e-12,
-            "{a} {b}"
-        );
-        assert_eq!(fit_line(&[(2.0, 4.0)]), (0.0, 2.0));
-    }
 }
