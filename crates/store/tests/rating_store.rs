@@ -182,4 +182,27 @@ async fn large_random_batches_match_a_recomputation() {
     }
     assert_eq!(store.rating_count().await.unwrap() as usize, latest.len());
     assert_features_exact(&store).await;
+
+    // The batch's full read (packed per user): every rating, in (user, movie)
+    // order, with its rating and time.
+    use futures_util::StreamExt;
+    let read: Vec<(u64, u64, i64, f64)> = store
+        .ratings_by_user()
+        .map(|r| {
+            let r = r.unwrap();
+            (
+                r.user_id,
+                r.movie_id,
+                r.timestamp.millis(),
+                r.rating.value(),
+            )
+        })
+        .collect()
+        .await;
+    let mut expected: Vec<(u64, u64, i64, f64)> = latest
+        .iter()
+        .map(|(&(user, movie), &(t, rating))| (user, movie, t, rating))
+        .collect();
+    expected.sort_by_key(|&(user, movie, _, _)| (user, movie));
+    assert_eq!(read, expected);
 }
