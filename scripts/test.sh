@@ -9,8 +9,10 @@
 #   4. starts moto_server (S3 + DynamoDB, from PyPI's moto[server]) on a free port,
 #      and installs PySpark (spark-submit, local mode) if missing;
 #      installs Chromium and Node (apt) and playwright-core (npm ci, tests/e2e)
-#      for the browser test;
-#   5. runs cargo fmt --check, cargo clippy -D warnings and cargo test;
+#      for the browser test; installs schemathesis (PyPI) in a virtualenv under
+#      target/ for the API robustness test;
+#   5. runs cargo fmt --check, cargo clippy -D warnings and cargo test, then
+#      scripts/fuzz.sh (each cargo-fuzz target for MOVIEREC_FUZZ_SECONDS, 30);
 #   6. stops every server (by PID) and removes their folders, whatever happens.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -- web`, a name filter).
 # `scripts/test.sh --run CMD ARGS…` runs CMD instead of fmt, clippy and the tests, with
@@ -20,7 +22,9 @@
 #   MOVIEREC_TEST_POSTGRES_URL  postgres://movierec:movierec@127.0.0.1:PORT/postgres
 #   MOVIEREC_TEST_MYSQL_URL     mysql://movierec:movierec@127.0.0.1:PORT
 #   MOVIEREC_TEST_KAFKA         127.0.0.1:PORT (bootstrap servers; tests make their own topics)
+#   MOVIEREC_TEST_TANSU         the tansu binary (the broker-restart test starts its own, on moto)
 #   MOVIEREC_TEST_AWS_ENDPOINT  http://127.0.0.1:PORT (moto; tests use their own bucket and table names)
+#   MOVIEREC_SCHEMATHESIS       the schemathesis CLI (`st`)
 #   MOVIEREC_MOVIELENS_DIR      kept if set, else <repo>/../shared/data/movielens
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -187,6 +191,7 @@ wait_ready tansu "$tansu_pid" "$work/tansu.log" \
   "import socket; socket.create_connection(('127.0.0.1', $kafka_port), 1)"
 echo "tansu pid $tansu_pid on 127.0.0.1:$kafka_port ($tansu_bin)"
 export MOVIEREC_TEST_KAFKA="127.0.0.1:$kafka_port"
+export MOVIEREC_TEST_TANSU="$tansu_bin"   # for the broker-restart test, which starts its own durable one
 
 # ---------------------------------------------------------------------------
 section "Starting moto_server (S3 + DynamoDB, 127.0.0.1)"
@@ -227,6 +232,20 @@ if [ ! -d tests/e2e/node_modules/playwright-core ]; then
 fi
 echo "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo missing)"
 
+# ---------------------------------------------------------------------------
+section "API robustness: schemathesis (PyPI) in its own virtualenv"
+# A virtualenv of its own: its dependencies (hypothesis, jsonschema, …) must
+# not move moto's.
+st_venv=${CARGO_TARGET_DIR:-$repo/target}/schemathesis
+if ! "$st_venv/bin/st" --version 2>/dev/null | grep -q 4.32.5; then
+  echo "installing schemathesis==4.32.5 into $st_venv"
+  rm -rf "$st_venv"
+  python3 -m venv "$st_venv" || die "python3 -m venv failed (apt install python3-venv)"
+  "$st_venv/bin/pip" install -q 'schemathesis==4.32.5' || die "pip install schemathesis==4.32.5 failed"
+fi
+export MOVIEREC_SCHEMATHESIS="$st_venv/bin/st"
+echo "schemathesis: $("$MOVIEREC_SCHEMATHESIS" --version)"
+
 export MOVIEREC_MOVIELENS_DIR="${MOVIEREC_MOVIELENS_DIR:-$repo/../shared/data/movielens}"
 [ -d "$MOVIEREC_MOVIELENS_DIR" ] || echo "note: $MOVIEREC_MOVIELENS_DIR does not exist (tests that need MovieLens may skip)"
 
@@ -251,5 +270,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 section "cargo test --workspace --all-targets $*"
 cargo test --workspace --all-targets "$@"
+
+# The fuzz targets (fuzz/, cargo-fuzz): the regression inputs, then a bounded
+# run of each. Skipped for a filtered run, which asks for particular tests.
+if [ $# -eq 0 ]; then
+  section "Fuzzing: scripts/fuzz.sh --seconds ${MOVIEREC_FUZZ_SECONDS:-30}"
+  bash scripts/fuzz.sh --seconds "${MOVIEREC_FUZZ_SECONDS:-30}"
+else
+  echo "(fuzzing skipped: test arguments were given)"
+fi
 
 section "All tests passed"

@@ -281,6 +281,29 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR", default_value = "report")]
         out: PathBuf,
     },
+    /// Soak the platform: `movierec up` (its own store, sample data and Kafka
+    /// topics) ingesting --events-per-s while its API answers --requests-per-s,
+    /// for --seconds; memory, errors and lag every second, written to
+    /// OUT/bench-soak.md (.json).
+    Soak {
+        #[arg(long, default_value_t = 600.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 20_000.0)]
+        events_per_s: f64,
+        #[arg(long, default_value_t = 1_000.0)]
+        requests_per_s: f64,
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+        /// User ids of the events and of the users' requests (the sample has 1,000).
+        #[arg(long, default_value_t = 1_000)]
+        users: u64,
+        #[arg(long, default_value_t = 2_000)]
+        movies: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, value_name = "DIR", default_value = "report")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

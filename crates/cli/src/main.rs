@@ -424,6 +424,34 @@ async fn run(cli: Cli) -> Result<()> {
             };
             bench::serve::run(&bench).await
         }
+        Command::Bench {
+            command:
+                cli::BenchCommand::Soak {
+                    seconds,
+                    events_per_s,
+                    requests_per_s,
+                    partitions,
+                    users,
+                    movies,
+                    seed,
+                    out,
+                },
+        } => {
+            let loaded = load_config(&cli)?;
+            let bench = bench::soak::SoakBench {
+                seconds: *seconds,
+                events_per_s: *events_per_s,
+                requests_per_s: *requests_per_s,
+                partitions: *partitions,
+                users: *users,
+                movies: *movies,
+                seed: *seed,
+                out: out.clone(),
+                config_file: loaded.file.as_deref().map(std::path::absolute).transpose()?,
+                kafka: loaded.config.kafka.clone(),
+            };
+            bench::soak::run(&bench).await
+        }
         Command::Aws { command } => {
             let config = load_config(&cli)?.config;
             cost::run(&config, command)

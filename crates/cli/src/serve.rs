@@ -349,7 +349,12 @@ async fn run_server(
         web_cache: Default::default(),
     };
     let scheduler = crate::schedule::start(config, batch_store, serving)?;
-    let served = movierec_server::serve(listener, state, shutdown_signal()).await;
+    let limits = movierec_server::ServerLimits {
+        header_timeout: std::time::Duration::from_secs(config.serving.header_timeout_s),
+        request_timeout: std::time::Duration::from_secs(config.serving.request_timeout_s),
+        max_body_bytes: config.serving.max_body_bytes,
+    };
+    let served = movierec_server::serve(listener, state, limits, shutdown_signal()).await;
     if let Some(scheduler) = scheduler {
         scheduler.abort();
     }

@@ -1,90 +1,18 @@
 //! Streaming ingestion end to end against a real Kafka-compatible broker
 //! (tansu, started by `scripts/test.sh`; its address in MOVIEREC_TEST_KAFKA):
 //! `movierec produce` → topic → `movierec consume` → SQLite, dead letters to
-//! the DLQ topic, crashes by SIGKILL, re-ratings and out-of-order events.
+//! the DLQ topic, re-ratings and out-of-order events (crashes: chaos.rs).
 
 mod common;
 use common::streams::*;
 use common::*;
-use movierec_core::{FeatureAccumulator, RatingEvent};
+use movierec_core::RatingEvent;
 use movierec_datasets::events::{EventStreamParams, synthetic_events};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
-use sqlx::sqlite::SqlitePoolOptions;
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn stored(db: &Path) -> State {
-    runtime().block_on(async {
-        let pool = SqlitePoolOptions::new()
-            .connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
-        let rows: Vec<(i64, i64, i64, i64)> =
-            sqlx::query_as("SELECT user_id, movie_id, rating_half, ts_ms FROM ratings")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        let ratings = rows
-            .into_iter()
-            .map(|(u, m, h, t)| ((u as u64, m as u64), (h as u8, t)))
-            .collect();
-        let mut features = Vec::new();
-        for table in ["user_features", "movie_features"] {
-            let rows: Vec<(i64, i64, i64, i64, i64)> =
-                sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap();
-            features.push(
-                rows.into_iter()
-                    .map(|(id, count, sum, sq, last)| {
-                        (
-                            id as u64,
-                            FeatureAccumulator {
-                                count: count as u64,
-                                sum_half: sum as u64,
-                                sum_sq_quarter: sq as u64,
-                                last_update_ms: last,
-                            },
-                        )
-                    })
-                    .collect::<BTreeMap<_, _>>(),
-            );
-        }
-        pool.close().await;
-        let movies = features.pop().unwrap();
-        let users = features.pop().unwrap();
-        State {
-            ratings,
-            users,
-            movies,
-        }
-    })
-}
-
-fn consumed_positions(db: &Path, topic: &str) -> i64 {
-    if !db.exists() {
-        return 0; // the consumer has not created its store yet
-    }
-    runtime().block_on(async {
-        let pool = SqlitePoolOptions::new()
-            .connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
-        let sum: Option<i64> =
-            sqlx::query_scalar("SELECT SUM(next_offset) FROM consumer_offsets WHERE topic = ?")
-                .bind(topic)
-                .fetch_one(&pool)
-                .await
-                .unwrap_or(None);
-        pool.close().await;
-        sum.unwrap_or(0)
-    })
-}
 
 #[test]
 fn every_valid_event_is_reflected_and_every_invalid_one_dead_lettered() {
@@ -178,67 +106,6 @@ fn every_valid_event_is_reflected_and_every_invalid_one_dead_lettered() {
     let again = consume_until_idle(work.path(), &s.config);
     assert_eq!(again["consumed"], 0, "{again}");
     assert_eq!(stored(&work.path().join("exact.db")), got);
-}
-
-#[test]
-fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
-    const EVENTS: i64 = 200_000;
-    let work = workdir();
-    let crashy = stream(work.path(), "crash", 3, "crashy", 2000);
-    let params = EventStreamParams {
-        count: EVENTS as u64,
-        users: 3000,
-        movies: 2000,
-        invalid_fraction: 0.005,
-        seed: 11,
-        ..Default::default()
-    };
-    produce(work.path(), &crashy.config, &params);
-    let db = work.path().join("crashy.db");
-
-    // Five kills at pseudo-random moments (seeded, printed for reruns).
-    let mut schedule = KillSchedule::from_clock();
-    let mut interrupted = 0;
-    for kill in 0..5 {
-        let before = consumed_positions(&db, &crashy.topic);
-        let mut child = movierec_with(work.path(), &crashy.config)
-            .args(["consume"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Killed once the store passes a random position between where this
-        // run started and halfway to the end: a fixed delay let a fast
-        // machine finish the stream before the kill landed.
-        let target = schedule.next_target(before, EVENTS);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while consumed_positions(&db, &crashy.topic) < target && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        let at = consumed_positions(&db, &crashy.topic);
-        println!("kill {kill}: {at} of {EVENTS} positions recorded");
-        if at > before && at < EVENTS {
-            interrupted += 1;
-        }
-    }
-    assert!(
-        interrupted >= 3,
-        "only {interrupted} of 5 kills landed mid-stream: the test did not exercise crashes"
-    );
-    let last = consume_until_idle(work.path(), &crashy.config);
-    assert_eq!(consumed_positions(&db, &crashy.topic), EVENTS, "{last}");
-
-    // One clean run over the same events, in a fresh topic and store.
-    let clean = stream(work.path(), "clean", 3, "clean", 2000);
-    produce(work.path(), &clean.config, &params);
-    consume_until_idle(work.path(), &clean.config);
-    let clean_state = stored(&work.path().join("clean.db"));
-    assert_eq!(stored(&db), clean_state);
-
-    let valid = synthetic_events(params).filter_map(|e| RatingEvent::from_json(&e.payload).ok());
-    assert_eq!(clean_state, expected(valid));
 }
 
 #[test]
@@ -679,5 +546,73 @@ fn bench_ingest_names_bad_rates_and_an_unreachable_broker() {
     assert!(
         stderr.contains("bench ingest needs a Kafka broker at 127.0.0.1:"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn bench_soak_reports_memory_errors_and_lag_with_every_event_committed() {
+    let work = workdir();
+    run_ok(
+        movierec(work.path())
+            .env("MOVIEREC_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
+            .env("MOVIEREC_DATA__SAMPLE_RATINGS", "20000")
+            .args([
+                "bench",
+                "soak",
+                "--seconds",
+                "15",
+                "--events-per-s",
+                "2000",
+                "--requests-per-s",
+                "100",
+                "--out",
+                "report",
+            ]),
+    );
+    let dir = work.path().join("report");
+    let md = std::fs::read_to_string(dir.join("bench-soak.md")).unwrap();
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bench-soak.json")).unwrap())
+            .unwrap();
+    for section in [
+        "## Verdict",
+        "| memory stays flat |",
+        "| lag bounded |",
+        "## API",
+    ] {
+        assert!(md.contains(section), "no {section}:\n{md}");
+    }
+    assert_eq!(json["api_errors"], 0, "{md}");
+    assert_eq!(json["events_sent"], 30_000, "{md}");
+    assert_eq!(
+        json["events_committed"], json["events_sent"],
+        "every event consumed:\n{md}"
+    );
+    let samples = json["samples"].as_array().unwrap();
+    assert!(samples.len() >= 15, "a sample a second: {}", samples.len());
+    assert!(
+        samples.iter().all(|s| s["rss_mib"].as_f64().unwrap() > 1.0),
+        "{md}"
+    );
+    let requests: u64 = json["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["requests"].as_u64().unwrap())
+        .sum();
+    assert!(requests >= 1400, "~1,500 requests offered, {requests} sent");
+    println!("{md}");
+
+    // Bad input is named before anything starts.
+    let output = movierec(work.path())
+        .env("MOVIEREC_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
+        .args(["bench", "soak", "--seconds", "1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--seconds: expected at least 5"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
     );
 }

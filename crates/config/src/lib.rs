@@ -376,6 +376,13 @@ pub struct ServingConfig {
     /// Failed logins allowed per username (and 4x per client address) in
     /// 15 minutes before logins are refused for a while.
     pub login_attempts: u32,
+    /// Seconds a client may take to send a request's line and headers
+    /// before its connection is closed (slow or silent clients).
+    pub header_timeout_s: u64,
+    /// Seconds a whole request may take, body included, before a 408.
+    pub request_timeout_s: u64,
+    /// Largest request body in bytes (a 413 beyond it).
+    pub max_body_bytes: usize,
 }
 
 impl Default for ServingConfig {
@@ -388,6 +395,9 @@ impl Default for ServingConfig {
             session_hours: 336,
             open_rating_api: false,
             login_attempts: 5,
+            header_timeout_s: 10,
+            request_timeout_s: 60,
+            max_body_bytes: 1024 * 1024,
         }
     }
 }
@@ -661,6 +671,23 @@ impl Config {
             return fail(
                 "serving.login_attempts",
                 "expected at least 1 failed login before a pause".into(),
+            );
+        }
+        for (key, value) in [
+            ("serving.header_timeout_s", self.serving.header_timeout_s),
+            ("serving.request_timeout_s", self.serving.request_timeout_s),
+        ] {
+            if !(1..=3600).contains(&value) {
+                return fail(key, format!("expected 1 to 3600 seconds, got {value}"));
+            }
+        }
+        if !(1024..=1 << 30).contains(&self.serving.max_body_bytes) {
+            return fail(
+                "serving.max_body_bytes",
+                format!(
+                    "expected 1024 to 1073741824 bytes, got {}",
+                    self.serving.max_body_bytes
+                ),
             );
         }
         if self.sqlite.path.as_os_str().is_empty() {

@@ -315,14 +315,14 @@ pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
 }
 
 #[utoipa::path(get, path = "/api/movies", tag = "movies",
-    params(("q" = Option<String>, Query, description = "case-insensitive title substring (max 200 characters)"),
-        ("genre" = Option<String>, Query, description = "one genre, exact and case-insensitive, e.g. Drama"),
-        ("year_from" = Option<i32>, Query, description = "release year from (1800-2200)"),
-        ("year_to" = Option<i32>, Query, description = "release year to (1800-2200), not before year_from"),
-        ("min_count" = Option<u64>, Query, description = "at least this many ratings"),
-        ("page" = Option<u64>, Query, description = "1-based page (default 1)"),
-        ("page_size" = Option<u64>, Query, description = "1-100 (default 20)"),
-        ("sort" = Option<String>, Query, description = "id, title, -title, year, -year, rating, -rating, count, -count")),
+    params(("q" = Option<String>, Query, min_length = 1, max_length = 200, pattern = r"\S", description = "case-insensitive title substring (max 200 characters)"),
+        ("genre" = Option<String>, Query, min_length = 1, max_length = 50, pattern = r"\S", description = "one genre, exact and case-insensitive, e.g. Drama"),
+        ("year_from" = Option<i32>, Query, minimum = 1800, maximum = 2200, description = "release year from (1800-2200)"),
+        ("year_to" = Option<i32>, Query, minimum = 1800, maximum = 2200, description = "release year to (1800-2200), not before year_from"),
+        ("min_count" = Option<u64>, Query, minimum = 0, maximum = 9223372036854775807_i64, description = "at least this many ratings"),
+        ("page" = Option<u64>, Query, minimum = 1, maximum = 1000000, description = "1-based page (default 1)"),
+        ("page_size" = Option<u64>, Query, minimum = 1, maximum = 100, description = "1-100 (default 20)"),
+        ("sort" = Option<String>, Query, pattern = r"^(id|title|-title|year|-year|rating|-rating|count|-count)$", description = "id, title, -title, year, -year, rating, -rating, count, -count")),
     responses((status = 200, description = "a page of movies", body = crate::openapi::MoviePage),
               (status = 400, description = "a parameter is invalid (named in `error.parameter`)", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn movies(
@@ -338,7 +338,7 @@ pub(crate) async fn movies(
 }
 
 #[utoipa::path(get, path = "/api/movies/{id}", tag = "movies",
-    params(("id" = u64, Path, description = "movie id")),
+    params(("id" = u64, Path, minimum = 1, maximum = 9223372036854775807_i64, description = "movie id")),
     responses((status = 200, description = "the movie, its features, rank and similar movies", body = crate::openapi::MovieDetail),
               (status = 400, description = "the id is not a positive integer", body = crate::openapi::ErrorBody),
               (status = 404, description = "no such movie", body = crate::openapi::ErrorBody)))]
@@ -375,12 +375,12 @@ pub(crate) async fn movie(
 }
 
 #[utoipa::path(get, path = "/api/recommendations/top", tag = "recommendations",
-    params(("genre" = Option<String>, Query, description = "one genre, exact and case-insensitive, e.g. Drama"),
-        ("year_from" = Option<i32>, Query, description = "release year from (1800-2200)"),
-        ("year_to" = Option<i32>, Query, description = "release year to (1800-2200), not before year_from"),
-        ("min_count" = Option<u64>, Query, description = "at least this many ratings"),
-        ("page" = Option<u64>, Query, description = "1-based page (default 1)"),
-        ("page_size" = Option<u64>, Query, description = "1-100 (default 20)")),
+    params(("genre" = Option<String>, Query, min_length = 1, max_length = 50, pattern = r"\S", description = "one genre, exact and case-insensitive, e.g. Drama"),
+        ("year_from" = Option<i32>, Query, minimum = 1800, maximum = 2200, description = "release year from (1800-2200)"),
+        ("year_to" = Option<i32>, Query, minimum = 1800, maximum = 2200, description = "release year to (1800-2200), not before year_from"),
+        ("min_count" = Option<u64>, Query, minimum = 0, maximum = 9223372036854775807_i64, description = "at least this many ratings"),
+        ("page" = Option<u64>, Query, minimum = 1, maximum = 1000000, description = "1-based page (default 1)"),
+        ("page_size" = Option<u64>, Query, minimum = 1, maximum = 100, description = "1-100 (default 20)")),
     responses((status = 200, description = "a page of the Bayesian top-N", body = crate::openapi::TopPage),
               (status = 400, description = "a parameter is invalid", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn top(
@@ -421,7 +421,7 @@ fn json_bytes(body: axum::body::Bytes) -> Response {
 const MAX_K: u64 = 100;
 
 #[utoipa::path(get, path = "/api/movies/{id}/similar", tag = "recommendations",
-    params(("id" = u64, Path, description = "movie id"), ("k" = Option<u64>, Query, description = "1-100 (default 10)")),
+    params(("id" = u64, Path, minimum = 1, maximum = 9223372036854775807_i64, description = "movie id"), ("k" = Option<u64>, Query, minimum = 1, maximum = 100, description = "1-100 (default 10)")),
     responses((status = 200, description = "movies nearest in the ranking model", body = crate::openapi::Similar),
               (status = 400, description = "a parameter is invalid", body = crate::openapi::ErrorBody),
               (status = 404, description = "no such movie", body = crate::openapi::ErrorBody)))]
@@ -549,7 +549,7 @@ pub(crate) async fn recommendations_for(
 }
 
 #[utoipa::path(get, path = "/api/users/{id}/recommendations", tag = "recommendations",
-    params(("id" = u64, Path, description = "user id (ratings)"), ("k" = Option<u64>, Query, description = "1-100 (default 10)")),
+    params(("id" = u64, Path, minimum = 1, maximum = 9223372036854775807_i64, description = "user id (ratings)"), ("k" = Option<u64>, Query, minimum = 1, maximum = 100, description = "1-100 (default 10)")),
     responses((status = 200, description = "fold-in, batch list or popularity fallback; rated movies left out", body = crate::openapi::UserRecommendations),
               (status = 400, description = "a parameter is invalid", body = crate::openapi::ErrorBody),
               (status = 503, description = "the rating storage failed", body = crate::openapi::ErrorBody)))]
@@ -577,7 +577,7 @@ pub(crate) async fn user_recommendations(
 }
 
 #[utoipa::path(get, path = "/api/users/{id}/features", tag = "users",
-    params(("id" = u64, Path, description = "user id (ratings)")),
+    params(("id" = u64, Path, minimum = 1, maximum = 9223372036854775807_i64, description = "user id (ratings)")),
     responses((status = 200, description = "features as of the last batch", body = crate::openapi::UserFeatures),
               (status = 400, description = "the id is not a positive integer", body = crate::openapi::ErrorBody),
               (status = 404, description = "no such user", body = crate::openapi::ErrorBody)))]

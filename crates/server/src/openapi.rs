@@ -202,9 +202,12 @@ pub struct Health {
 #[allow(dead_code)]
 #[derive(ToSchema)]
 pub struct RatingInput {
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     user_id: u64,
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     movie_id: u64,
     /// 0.5 to 5.0 in half stars.
+    #[schema(minimum = 0.5, maximum = 5.0, multiple_of = 0.5)]
     rating: f64,
     /// ISO 8601 (UTC when no offset) or Unix seconds.
     timestamp: String,

@@ -146,6 +146,13 @@ pub(crate) async fn post_rating(
         Ok(account) => account,
         Err(error) => return error.into_response(),
     };
+    // An anonymous caller learns nothing about the body: 401 comes first.
+    if !state.web.open_rating_api && account.is_none() {
+        return ApiError::unauthorized(
+            "POST /api/ratings needs `Authorization: Bearer TOKEN` (create a token on /me/ratings or with `movierec admin create-token`); serving.open_rating_api: true accepts anonymous ratings",
+        )
+        .into_response();
+    }
     let event = match RatingEvent::from_json(&body) {
         Ok(event) => event,
         Err(error) => {
@@ -158,23 +165,16 @@ pub(crate) async fn post_rating(
             return (StatusCode::BAD_REQUEST, Json(body)).into_response();
         }
     };
-    if !state.web.open_rating_api {
-        match &account {
-            None => {
-                return ApiError::unauthorized(
-                    "POST /api/ratings needs `Authorization: Bearer TOKEN` (create a token on /me/ratings or with `movierec admin create-token`); serving.open_rating_api: true accepts anonymous ratings",
-                )
-                .into_response();
-            }
-            Some(account) if !account.is_admin && account.user_id != event.user_id => {
-                return ApiError::forbidden(format!(
-                    "this token belongs to user {}: it can post only that user's ratings (admin tokens can post any)",
-                    account.user_id
-                ))
-                .into_response();
-            }
-            Some(_) => {}
-        }
+    if !state.web.open_rating_api
+        && let Some(account) = &account
+        && !account.is_admin
+        && account.user_id != event.user_id
+    {
+        return ApiError::forbidden(format!(
+            "this token belongs to user {}: it can post only that user's ratings (admin tokens can post any)",
+            account.user_id
+        ))
+        .into_response();
     }
     match state.intake.submit(&event, &body).await {
         Ok(mut result) => {

@@ -155,11 +155,32 @@ impl SqliteRatingStore {
     /// One write transaction for a batch: skip replayed positions, plan against
     /// the stored ratings, write ratings and feature deltas, record progress.
     async fn apply(&self, source: Source<'_>) -> Result<ApplyOutcome> {
+        let mut connection = self
+            .pool
+            .acquire()
+            .await
+            .context(|| format!("cannot start a write on {}", self.path.display()))?;
+        let outcome = self.apply_on(&mut connection, source).await;
+        if outcome.is_err() {
+            // SQLite rolls a transaction back by itself when a COMMIT fails
+            // on a full disk; sqlx's ROLLBACK then fails and the connection
+            // believes it is still inside a transaction, refusing every
+            // later BEGIN. A fresh connection is the only clean state.
+            connection.close_on_drop();
+        }
+        outcome
+    }
+
+    async fn apply_on(
+        &self,
+        connection: &mut sqlx::SqliteConnection,
+        source: Source<'_>,
+    ) -> Result<ApplyOutcome> {
+        use sqlx::Connection;
         // IMMEDIATE: take the write lock up front, so two writers (two
         // consumers, or the API beside a consumer) queue instead of failing
         // to upgrade a read lock.
-        let mut tx = self
-            .pool
+        let mut tx = connection
             .begin_with("BEGIN IMMEDIATE")
             .await
             .context(|| format!("cannot start a write on {}", self.path.display()))?;

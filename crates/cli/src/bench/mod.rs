@@ -1,12 +1,14 @@
 //! `movierec bench`: the seed's performance chapter as commands, each
 //! writing a report (Markdown, SVG chart, JSON) under `--out`:
 //! [`batch`] (the lakehouse batch per engine and core count), [`ingest`]
-//! (the Kafka consumer's events/s and lag) and [`serve`] (the API's latency
-//! percentiles at given request rates).
+//! (the Kafka consumer's events/s and lag), [`serve`] (the API's latency
+//! percentiles at given request rates) and [`soak`] (both at once for a long
+//! stretch: memory, errors, lag).
 
 pub mod batch;
 pub mod ingest;
 pub mod serve;
+pub mod soak;
 
 use anyhow::{Context, Result, ensure};
 use std::process::Command;

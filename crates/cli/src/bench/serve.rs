@@ -103,9 +103,9 @@ struct Summary {
 }
 
 /// The child server, stopped whatever happens to the bench.
-struct Server {
-    child: Child,
-    log: PathBuf,
+pub(super) struct Server {
+    pub(super) child: Child,
+    pub(super) log: PathBuf,
 }
 
 impl Drop for Server {
@@ -126,7 +126,7 @@ impl Drop for Server {
 
 impl Server {
     /// CPU seconds (user + system) so far, from /proc/PID/stat.
-    fn cpu_s(&self) -> Option<f64> {
+    pub(super) fn cpu_s(&self) -> Option<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
         // The fields after the command name, which may hold spaces, in ().
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -137,7 +137,7 @@ impl Server {
         Some(ticks / per_s)
     }
 
-    fn peak_rss_mib(&self) -> Option<f64> {
+    pub(super) fn peak_rss_mib(&self) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         let kib: f64 = status
             .lines()
@@ -179,7 +179,7 @@ fn start_server(bench: &ServeBench, work: &std::path::Path) -> Result<(Server, S
     ))
 }
 
-async fn wait_healthy(
+pub(super) async fn wait_healthy(
     client: &reqwest::Client,
     base: &str,
     server: Option<&mut Server>,
@@ -233,10 +233,10 @@ async fn user_count(bench: &ServeBench, client: &reqwest::Client, base: &str) ->
 }
 
 #[derive(Default)]
-struct Tally {
-    latencies_ms: Vec<f64>,
-    errors: usize,
-    first_error: Option<String>,
+pub(super) struct Tally {
+    pub(super) latencies_ms: Vec<f64>,
+    pub(super) errors: usize,
+    pub(super) first_error: Option<String>,
 }
 
 impl Tally {
@@ -293,7 +293,7 @@ fn url_for(base: &str, target: &Target, draw: &mut Draw, users: u64) -> String {
     }
 }
 
-async fn one_run(
+pub(super) async fn one_run(
     bench: &ServeBench,
     client: &reqwest::Client,
     base: &str,

@@ -7,6 +7,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use serde_json::Value;
+use sqlx::sqlite::SqlitePoolOptions;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -39,8 +40,13 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 pub fn create_topic(name: &str, partitions: i32) {
+    create_topic_on(&bootstrap(), name, partitions);
+}
+
+/// Creates a topic on a broker of the test's own.
+pub fn create_topic_on(bootstrap: &str, name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
     let results = runtime()
@@ -139,6 +145,14 @@ impl KillSchedule {
         done + 1 + (self.next() % room) as i64
     }
 
+    /// A position to kill at with `kills_left` kills to come (this one
+    /// included): past `done`, on average one share of what is left, so the
+    /// kills spread over the whole stream.
+    pub fn next_target_of(&mut self, done: i64, total: i64, kills_left: usize) -> i64 {
+        let room = (2 * (total - done) / (kills_left as i64 + 1)).max(1) as u64;
+        done + 1 + (self.next() % room) as i64
+    }
+
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -190,4 +204,76 @@ pub fn expected(events: impl IntoIterator<Item = RatingEvent>) -> State {
         users,
         movies,
     }
+}
+
+/// What a SQLite store holds: ratings and both feature tables.
+pub fn stored(db: &Path) -> State {
+    runtime().block_on(async {
+        let pool = SqlitePoolOptions::new()
+            .connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let rows: Vec<(i64, i64, i64, i64)> =
+            sqlx::query_as("SELECT user_id, movie_id, rating_half, ts_ms FROM ratings")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let ratings = rows
+            .into_iter()
+            .map(|(u, m, h, t)| ((u as u64, m as u64), (h as u8, t)))
+            .collect();
+        let mut features = Vec::new();
+        for table in ["user_features", "movie_features"] {
+            let rows: Vec<(i64, i64, i64, i64, i64)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            features.push(
+                rows.into_iter()
+                    .map(|(id, count, sum, sq, last)| {
+                        (
+                            id as u64,
+                            FeatureAccumulator {
+                                count: count as u64,
+                                sum_half: sum as u64,
+                                sum_sq_quarter: sq as u64,
+                                last_update_ms: last,
+                            },
+                        )
+                    })
+                    .collect::<BTreeMap<_, _>>(),
+            );
+        }
+        pool.close().await;
+        let movies = features.pop().unwrap();
+        let users = features.pop().unwrap();
+        State {
+            ratings,
+            users,
+            movies,
+        }
+    })
+}
+
+/// The sum of the next offsets the store recorded for `topic`: how many
+/// positions it has consumed.
+pub fn consumed_positions(db: &Path, topic: &str) -> i64 {
+    if !db.exists() {
+        return 0; // the consumer has not created its store yet
+    }
+    runtime().block_on(async {
+        let pool = SqlitePoolOptions::new()
+            .connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let sum: Option<i64> =
+            sqlx::query_scalar("SELECT SUM(next_offset) FROM consumer_offsets WHERE topic = ?")
+                .bind(topic)
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(None);
+        pool.close().await;
+        sum.unwrap_or(0)
+    })
 }
