@@ -3,7 +3,9 @@
 # replays the regression inputs in fuzz/regressions/<target>/ (crashes found
 # before, kept), then fuzzes for a bounded time from a seed corpus.
 #
-# usage: scripts/fuzz.sh [--seconds 30] [TARGET…]     (default: every target)
+# usage: scripts/fuzz.sh [--seconds 30] [--optimized] [TARGET…]   (default: every target)
+# Builds unoptimized by default (about 3 min here against 7+ for an
+# optimized build, which pays off only for long runs: --optimized).
 # Installs cargo-fuzz if missing. Builds with the project's own (stable)
 # toolchain and RUSTC_BOOTSTRAP=1 for the sanitizer flags, so no nightly
 # toolchain has to be fetched. A crash fails the run; its input is in fuzz/artifacts/<target>/:
@@ -12,11 +14,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds=30
+profile=(--dev)
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) [ $# -ge 2 ] || { echo "--seconds needs a value" >&2; exit 2; }; seconds=$2; shift 2;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    --optimized) profile=(); shift;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) targets+=("$1"); shift;;
   esac
 done
@@ -41,11 +45,11 @@ for target in "${targets[@]}"; do
   cp -n regressions/"$target"/* "corpus/$target/" 2>/dev/null || true
   cp -n seeds/"$target"/* "corpus/$target/" 2>/dev/null || true
   echo "==== $target: replaying $(ls "regressions/$target" | wc -l) regression inputs"
-  cargo fuzz run "$target" "regressions/$target" -- -runs=0 >"artifacts/$target.replay.log" 2>&1 \
+  cargo fuzz run "${profile[@]}" "$target" "regressions/$target" -- -runs=0 >"artifacts/$target.replay.log" 2>&1 \
     || { tail -40 "artifacts/$target.replay.log"; echo "FAIL: a regression input of $target crashes again"; exit 1; }
   echo "==== $target: fuzzing for $seconds s"
   log=artifacts/$target.log
-  if ! cargo fuzz run "$target" "corpus/$target" -- \
+  if ! cargo fuzz run "${profile[@]}" "$target" "corpus/$target" -- \
       -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=4096 \
       -artifact_prefix="artifacts/$target/" >"$log" 2>&1; then
     tail -60 "$log"

@@ -203,7 +203,7 @@ impl Drop for DurableBroker {
 
 #[test]
 fn the_broker_restarted_mid_stream_loses_nothing_and_counts_nothing_twice() {
-    const EVENTS: i64 = 60_000;
+    const EVENTS: i64 = 90_000;
     let work = workdir();
     let mut broker = DurableBroker::start(work.path());
     let topic = unique("durable");
@@ -253,7 +253,7 @@ fn the_broker_restarted_mid_stream_loses_nothing_and_counts_nothing_twice() {
     );
 
     // Killed hard once, stopped politely once, each time mid-stream.
-    for (restart, (share, signal)) in [(3, "-KILL"), (6, "-TERM")].into_iter().enumerate() {
+    for (restart, (share, signal)) in [(2, "-KILL"), (5, "-TERM")].into_iter().enumerate() {
         let target = EVENTS * share / 10;
         wait_for_positions(
             &db,
@@ -262,10 +262,10 @@ fn the_broker_restarted_mid_stream_loses_nothing_and_counts_nothing_twice() {
             Duration::from_secs(180),
             "before the restart",
         );
-        broker.kill(signal);
         let at = consumed_positions(&db, &topic);
-        println!("broker restart {restart} ({signal}) at {at} of {EVENTS} positions");
         assert!(at < EVENTS, "the stream ended before restart {restart}");
+        println!("broker restart {restart} ({signal}) at {at} of {EVENTS} positions");
+        broker.kill(signal);
         std::thread::sleep(Duration::from_secs(2));
         broker.spawn();
     }
