@@ -158,6 +158,20 @@ pub fn standalone_chart(bars: &[(String, u64)], description: &str) -> String {
     )
 }
 
+/// A memory figure of a process from /proc/PID/status (`VmRSS:` now,
+/// `VmHWM:` the peak), in MiB.
+pub fn proc_status_mib(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@
 //! produced event is committed by the end.
 
 use super::serve::{ServeBench, Server, Tally, Target, one_run, wait_healthy};
-use super::{Rate, environment, fit_line, median, quantile};
+use super::{Rate, environment, fit_line, median, proc_status_mib, quantile};
 use anyhow::{Context, Result, bail, ensure};
 use movierec_config::KafkaConfig;
 use movierec_datasets::events::{EventStreamParams, synthetic_events};
@@ -183,18 +183,6 @@ fn start_platform(
     ))
 }
 
-fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
-}
-
 /// Produces synthetic events at the offered rate for the run's length.
 fn produce(bench: &SoakBench, topic: &str, sent: &AtomicU64) -> Result<()> {
     let producer = BulkProducer::new(&bench.kafka)?;
@@ -268,7 +256,7 @@ async fn soak(
                 let sent_now = sent.load(Ordering::Relaxed);
                 samples.push(Sample {
                     at_s: at.as_secs_f64(),
-                    rss_mib: rss_mib(pid).unwrap_or(f64::NAN),
+                    rss_mib: proc_status_mib(pid, "VmRSS:").unwrap_or(f64::NAN),
                     sent: sent_now,
                     committed,
                 });
