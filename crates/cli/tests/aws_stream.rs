@@ -277,6 +277,7 @@ fn every_valid_event_lands_once_in_bronze_and_in_dynamodb_through_sigkills() {
     // Small batches: a kill cycle waits for a batch's DynamoDB writes, which
     // moto takes ~200 requests/s for.
     let s = stream(work.path(), "bronze", 3, "bronze", 500);
+    fast_failover(&s);
     let endpoint = aws_endpoint();
     let bucket = to_aws(work.path(), &s, &endpoint);
     // Few users and movies: thousands of re-ratings, which must replace the
@@ -317,7 +318,11 @@ fn every_valid_event_lands_once_in_bronze_and_in_dynamodb_through_sigkills() {
         child.kill().unwrap();
         child.wait().unwrap();
         let (lines, objects) = bronze_lines(&endpoint, &bucket);
-        println!("kill {kill}: {} lines in {objects} objects", lines.len());
+        println!(
+            "kill {kill} at {:.0} s: {} lines in {objects} objects",
+            started.elapsed().as_secs_f64(),
+            lines.len()
+        );
         if lines.len() < want.len() {
             interrupted += 1;
         }

@@ -47,6 +47,7 @@ fn twenty_sigkills_in_a_500k_event_stream_lose_nothing_and_count_nothing_twice()
     const KILLS: usize = 20;
     let work = workdir();
     let crashy = stream(work.path(), "chaos", 3, "chaos", 5000);
+    fast_failover(&crashy);
     let params = EventStreamParams {
         count: EVENTS as u64,
         users: 20_000,

@@ -594,6 +594,10 @@ fn bench_soak_reports_memory_errors_and_lag_with_every_event_committed() {
         samples.iter().all(|s| s["rss_mib"].as_f64().unwrap() > 1.0),
         "{md}"
     );
+    for slope in ["rss_slope_mib_per_min", "rss_slope_last_half_mib_per_min"] {
+        assert!(json[slope].as_f64().unwrap().is_finite(), "{slope}: {md}");
+    }
+    assert!(md.contains("over the second half"), "{md}");
     let requests: u64 = json["endpoints"]
         .as_array()
         .unwrap()

@@ -17,6 +17,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Rows per multi-row INSERT: well under SQLite's 32766 bound parameters.
+///
+/// Only statements of a full chunk are kept prepared (sqlx keeps 100 per
+/// connection): the last, shorter chunk of each batch has a new length almost
+/// every time, and a kept 1,000-row statement costs about a megabyte, so
+/// keeping those grew the consumer by hundreds of MiB over minutes.
 const ROWS_PER_INSERT: usize = 1000;
 /// Pairs per lookup of current ratings.
 const PAIRS_PER_LOOKUP: usize = 5000;
@@ -233,7 +238,8 @@ impl SqliteRatingStore {
                  ON CONFLICT (user_id, movie_id) DO UPDATE SET rating_half = excluded.rating_half, \
                  ts_ms = excluded.ts_ms"
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query =
+                sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_INSERT);
             for (user_id, movie_id, r) in chunk {
                 query = query
                     .bind(to_i64(*user_id))
@@ -260,7 +266,8 @@ impl SqliteRatingStore {
                      ON CONFLICT (topic, partition_id) DO UPDATE SET \
                      next_offset = max(next_offset, excluded.next_offset)"
                 );
-                let mut query = sqlx::query(AssertSqlSafe(sql));
+                let mut query =
+                    sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_INSERT);
                 for (partition, next) in chunk {
                     query = query.bind(topic).bind(*partition as i64).bind(*next);
                 }
@@ -299,7 +306,7 @@ async fn current_ratings(
              FROM wanted CROSS JOIN ratings r \
              ON r.user_id = wanted.user_id AND r.movie_id = wanted.movie_id"
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == PAIRS_PER_LOOKUP);
         for (user_id, movie_id) in chunk {
             query = query.bind(to_i64(*user_id)).bind(to_i64(*movie_id));
         }
@@ -346,7 +353,7 @@ async fn write_deltas(
              sum_sq_quarter = sum_sq_quarter + excluded.sum_sq_quarter, \
              last_update_ms = max(last_update_ms, excluded.last_update_ms)"
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_INSERT);
         for (id, d) in chunk {
             query = query
                 .bind(to_i64(*id))
@@ -385,7 +392,8 @@ impl RatingStore for SqliteRatingStore {
                  ON CONFLICT (user_id, movie_id) DO UPDATE SET rating_half = excluded.rating_half, \
                  ts_ms = excluded.ts_ms WHERE excluded.ts_ms >= ratings.ts_ms"
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query =
+                sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_INSERT);
             for r in chunk {
                 query = query
                     .bind(to_i64(r.user_id))
@@ -410,7 +418,8 @@ impl RatingStore for SqliteRatingStore {
                  ON CONFLICT (movie_id) DO UPDATE SET title = excluded.title, \
                  genres = excluded.genres, year = excluded.year"
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query =
+                sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_INSERT);
             for m in chunk {
                 query = query
                     .bind(to_i64(m.movie_id))

@@ -467,7 +467,7 @@ impl ServingDb {
                 self.dialect.upsert("movie_id", updated)
             );
             let sql = self.sql(&sql);
-            let mut query = sqlx::query(sql);
+            let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
             for movie in chunk {
                 let f = features
                     .get(&movie.movie_id)
@@ -505,7 +505,7 @@ impl ServingDb {
                 "INSERT INTO app_recommendationdata (list_position, movie_id_ref, recommendation_score, \
                  popularity_score, genre_match_score) VALUES {values}"
             ));
-            let mut query = sqlx::query(sql);
+            let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
             for (offset, movie) in chunk.iter().enumerate() {
                 let genres = genres_by_movie.get(&movie.movie_id).copied().unwrap_or(&[]);
                 query = query
@@ -525,7 +525,7 @@ impl ServingDb {
             let sql = self.sql(&format!(
                 "INSERT INTO app_userfeatures (user_id, avg_rating, rating_count, std_dev, last_update) VALUES {values}"
             ));
-            let mut query = sqlx::query(sql);
+            let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
             for (user_id, acc) in chunk {
                 let f = acc.features();
                 query = query
@@ -594,7 +594,7 @@ impl ServingDb {
                 let sql = self.sql(&format!(
                     "INSERT INTO {table} ({key}, position, {other}, score) VALUES {values}"
                 ));
-                let mut query = sqlx::query(sql);
+                let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
                 for &(id, position, item, score) in chunk {
                     query = query
                         .bind(i(id))

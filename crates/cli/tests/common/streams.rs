@@ -85,6 +85,23 @@ pub fn stream(work: &Path, name: &str, partitions: i32, db: &str, batch: usize) 
     Stream { topic, config }
 }
 
+/// Kill tests restart the consumer twenty times; each restart's group join
+/// waits for the killed member's session to expire (6 s by default). A short
+/// session makes that wait ~1.5 s without changing what is tested.
+pub fn fast_failover(stream: &Stream) {
+    let yaml = std::fs::read_to_string(&stream.config).unwrap();
+    assert!(
+        yaml.starts_with("kafka:\n") && !yaml.contains("properties:"),
+        "{yaml}"
+    );
+    let yaml = yaml.replacen(
+        "kafka:\n",
+        "kafka:\n  properties: { session.timeout.ms: \"1500\", heartbeat.interval.ms: \"300\" }\n",
+        1,
+    );
+    std::fs::write(&stream.config, yaml).unwrap();
+}
+
 pub fn movierec_with(work: &Path, config: &Path) -> std::process::Command {
     let mut command = movierec(work);
     command.arg("--config").arg(config);
