@@ -71,6 +71,26 @@ impl<T> Context<T> for std::result::Result<T, sqlx::Error> {
     }
 }
 
+/// Runs a write on a connection of its own and discards that connection if
+/// the write fails. SQLite rolls a transaction back by itself when a COMMIT
+/// fails on a full disk; sqlx's own ROLLBACK then fails, and the connection
+/// believes it is still inside a transaction and refuses every later BEGIN
+/// ("attempted to call begin_with at non-zero transaction depth"). Returned
+/// to the pool, it would fail the next writes of a long-running process (the
+/// consumer, a server's scheduled batch) long after the disk has room again.
+pub(crate) async fn write_on_own_connection<DB: sqlx::Database, T>(
+    pool: &sqlx::Pool<DB>,
+    what: impl Fn() -> String,
+    write: impl AsyncFnOnce(&mut DB::Connection) -> Result<T>,
+) -> Result<T> {
+    let mut connection = pool.acquire().await.context(&what)?;
+    let outcome = write(&mut connection).await;
+    if outcome.is_err() {
+        connection.close_on_drop();
+    }
+    outcome
+}
+
 /// One stored rating: the latest of a user for a movie.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StoredRating {

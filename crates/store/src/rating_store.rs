@@ -1,6 +1,6 @@
 use crate::{
     ApplyOutcome, Context, RatingStore, Result, SourcedEvent, StoreError, StoredRating,
-    StreamBatch, db_int as to_i64,
+    StreamBatch, db_int as to_i64, write_on_own_connection,
 };
 use async_trait::async_trait;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -12,7 +12,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use sqlx::{AssertSqlSafe, Connection, Row, SqlSafeStr};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 ///
 /// Only statements of a full chunk are kept prepared (sqlx keeps 100 per
 /// connection): the last, shorter chunk of each batch has a new length almost
-/// every time, and a kept 1,000-row statement costs about a megabyte, so
-/// keeping those grew the consumer by hundreds of MiB over minutes.
+/// every time, and kept statements are large (~370 KB for a 1,000-row upsert,
+/// ~1.1 MB for a 5,000-pair lookup), so keeping those grew the consumer by
+/// ~200 MiB over minutes.
 const ROWS_PER_INSERT: usize = 1000;
 /// Pairs per lookup of current ratings.
 const PAIRS_PER_LOOKUP: usize = 5000;
@@ -160,20 +161,12 @@ impl SqliteRatingStore {
     /// One write transaction for a batch: skip replayed positions, plan against
     /// the stored ratings, write ratings and feature deltas, record progress.
     async fn apply(&self, source: Source<'_>) -> Result<ApplyOutcome> {
-        let mut connection = self
-            .pool
-            .acquire()
-            .await
-            .context(|| format!("cannot start a write on {}", self.path.display()))?;
-        let outcome = self.apply_on(&mut connection, source).await;
-        if outcome.is_err() {
-            // SQLite rolls a transaction back by itself when a COMMIT fails
-            // on a full disk; sqlx's ROLLBACK then fails and the connection
-            // believes it is still inside a transaction, refusing every
-            // later BEGIN. A fresh connection is the only clean state.
-            connection.close_on_drop();
-        }
-        outcome
+        write_on_own_connection(
+            &self.pool,
+            || format!("cannot start a write on {}", self.path.display()),
+            async move |connection| self.apply_on(connection, source).await,
+        )
+        .await
     }
 
     async fn apply_on(
@@ -181,7 +174,6 @@ impl SqliteRatingStore {
         connection: &mut sqlx::SqliteConnection,
         source: Source<'_>,
     ) -> Result<ApplyOutcome> {
-        use sqlx::Connection;
         // IMMEDIATE: take the write lock up front, so two writers (two
         // consumers, or the API beside a consumer) queue instead of failing
         // to upgrade a read lock.
@@ -384,55 +376,65 @@ fn accumulator(
 #[async_trait]
 impl RatingStore for SqliteRatingStore {
     async fn upsert_ratings(&self, ratings: &[StoredRating]) -> Result<()> {
-        let mut tx = self.pool.begin().await.context(|| "begin".into())?;
-        for chunk in ratings.chunks(ROWS_PER_INSERT) {
-            let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO ratings (user_id, movie_id, rating_half, ts_ms) VALUES {values} \
-                 ON CONFLICT (user_id, movie_id) DO UPDATE SET rating_half = excluded.rating_half, \
-                 ts_ms = excluded.ts_ms WHERE excluded.ts_ms >= ratings.ts_ms"
-            );
-            let mut query =
-                sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_INSERT);
-            for r in chunk {
-                query = query
-                    .bind(to_i64(r.user_id))
-                    .bind(to_i64(r.movie_id))
-                    .bind(r.rating.half_stars() as i64)
-                    .bind(r.timestamp.millis());
+        write_on_own_connection(&self.pool, || "cannot store ratings".into(), async |connection| {
+            let mut tx = connection.begin().await.context(|| "begin".into())?;
+            for chunk in ratings.chunks(ROWS_PER_INSERT) {
+                let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+                let sql = format!(
+                    "INSERT INTO ratings (user_id, movie_id, rating_half, ts_ms) VALUES {values} \
+                     ON CONFLICT (user_id, movie_id) DO UPDATE SET rating_half = excluded.rating_half, \
+                     ts_ms = excluded.ts_ms WHERE excluded.ts_ms >= ratings.ts_ms"
+                );
+                let mut query =
+                    sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_INSERT);
+                for r in chunk {
+                    query = query
+                        .bind(to_i64(r.user_id))
+                        .bind(to_i64(r.movie_id))
+                        .bind(r.rating.half_stars() as i64)
+                        .bind(r.timestamp.millis());
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .context(|| "cannot store ratings".into())?;
             }
-            query
-                .execute(&mut *tx)
-                .await
-                .context(|| "cannot store ratings".into())?;
-        }
-        tx.commit().await.context(|| "cannot commit ratings".into())
+            tx.commit().await.context(|| "cannot commit ratings".into())
+        })
+        .await
     }
 
     async fn upsert_movies(&self, movies: &[Movie]) -> Result<()> {
-        let mut tx = self.pool.begin().await.context(|| "begin".into())?;
-        for chunk in movies.chunks(ROWS_PER_INSERT) {
-            let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO movies (movie_id, title, genres, year) VALUES {values} \
-                 ON CONFLICT (movie_id) DO UPDATE SET title = excluded.title, \
-                 genres = excluded.genres, year = excluded.year"
-            );
-            let mut query =
-                sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_INSERT);
-            for m in chunk {
-                query = query
-                    .bind(to_i64(m.movie_id))
-                    .bind(&m.title)
-                    .bind(m.genres_text())
-                    .bind(m.year.map(i64::from));
-            }
-            query
-                .execute(&mut *tx)
-                .await
-                .context(|| "cannot store movies".into())?;
-        }
-        tx.commit().await.context(|| "cannot commit movies".into())
+        write_on_own_connection(
+            &self.pool,
+            || "cannot store movies".into(),
+            async |connection| {
+                let mut tx = connection.begin().await.context(|| "begin".into())?;
+                for chunk in movies.chunks(ROWS_PER_INSERT) {
+                    let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+                    let sql = format!(
+                        "INSERT INTO movies (movie_id, title, genres, year) VALUES {values} \
+                     ON CONFLICT (movie_id) DO UPDATE SET title = excluded.title, \
+                     genres = excluded.genres, year = excluded.year"
+                    );
+                    let mut query =
+                        sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_INSERT);
+                    for m in chunk {
+                        query = query
+                            .bind(to_i64(m.movie_id))
+                            .bind(&m.title)
+                            .bind(m.genres_text())
+                            .bind(m.year.map(i64::from));
+                    }
+                    query
+                        .execute(&mut *tx)
+                        .await
+                        .context(|| "cannot store movies".into())?;
+                }
+                tx.commit().await.context(|| "cannot commit movies".into())
+            },
+        )
+        .await
     }
 
     async fn apply_events(&self, events: &[RatingEvent]) -> Result<ApplyOutcome> {
@@ -453,24 +455,27 @@ impl RatingStore for SqliteRatingStore {
     }
 
     async fn rebuild_features(&self) -> Result<()> {
-        let mut tx = self.pool.begin().await.context(|| "begin".into())?;
-        for (table, key) in [("user_features", "user_id"), ("movie_features", "movie_id")] {
-            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
+        write_on_own_connection(&self.pool, || "cannot rebuild features".into(), async |connection| {
+            let mut tx = connection.begin().await.context(|| "begin".into())?;
+            for (table, key) in [("user_features", "user_id"), ("movie_features", "movie_id")] {
+                sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
+                    .execute(&mut *tx)
+                    .await
+                    .context(|| format!("cannot clear {table}"))?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO {table} ({key}, rating_count, sum_half, sum_sq_quarter, last_update_ms) \
+                     SELECT {key}, COUNT(*), SUM(rating_half), SUM(rating_half * rating_half), MAX(ts_ms) \
+                     FROM ratings GROUP BY {key}"
+                )))
                 .execute(&mut *tx)
                 .await
-                .context(|| format!("cannot clear {table}"))?;
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {table} ({key}, rating_count, sum_half, sum_sq_quarter, last_update_ms) \
-                 SELECT {key}, COUNT(*), SUM(rating_half), SUM(rating_half * rating_half), MAX(ts_ms) \
-                 FROM ratings GROUP BY {key}"
-            )))
-            .execute(&mut *tx)
-            .await
-            .context(|| format!("cannot rebuild {table}"))?;
-        }
-        tx.commit()
-            .await
-            .context(|| "cannot commit features".into())
+                .context(|| format!("cannot rebuild {table}"))?;
+            }
+            tx.commit()
+                .await
+                .context(|| "cannot commit features".into())
+        })
+        .await
     }
 
     async fn rating_count(&self) -> Result<u64> {

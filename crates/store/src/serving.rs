@@ -1,5 +1,7 @@
 use crate::dialect::redact;
-use crate::{Context, Dialect, Result, ServingStore, StoreError, db_int as i};
+use crate::{
+    Context, Dialect, Result, ServingStore, StoreError, db_int as i, write_on_own_connection,
+};
 use async_trait::async_trait;
 use movierec_core::scoring::{genre_match_score, genre_shares, popularity_score};
 use movierec_core::{EventTime, FeatureAccumulator, Features, Movie, TopN};
@@ -7,7 +9,7 @@ use serde::Serialize;
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+use sqlx::{AssertSqlSafe, Connection, Row, SqlSafeStr};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -452,177 +454,185 @@ impl ServingDb {
             .map(|m| (m.movie_id, m.genres.as_slice()))
             .collect();
 
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .context(|| "cannot begin publishing".into())?;
-        // Every column but the key is refreshed on re-publish.
-        let updated = &MOVIE_COLUMNS[1..];
-        for chunk in input.movies.chunks(ROWS_PER_INSERT) {
-            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "INSERT INTO app_movie ({}) VALUES {values}{}",
-                movie_columns(""),
-                self.dialect.upsert("movie_id", updated)
-            );
-            let sql = self.sql(&sql);
-            let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
-            for movie in chunk {
-                let f = features
-                    .get(&movie.movie_id)
-                    .map(|a| a.features())
-                    .filter(|f| f.rating_count > 0);
-                query = query
-                    .bind(i(movie.movie_id))
-                    .bind(movie.title.clone())
-                    .bind(movie.genres_text())
-                    .bind(movie.year.map(i64::from))
-                    .bind(f.map_or(0.0, |f| f.avg_rating))
-                    .bind(f.map_or(0, |f| i(f.rating_count)))
-                    .bind(f.map_or(0.0, |f| f.std_dev))
-                    .bind(f.map(|f| f.last_update.to_iso8601()));
-            }
-            query
-                .execute(&mut *tx)
+        write_on_own_connection(&self.pool, || "cannot publish".into(), async |connection| {
+            let mut tx = connection
+                .begin()
                 .await
-                .context(|| "cannot publish app_movie".into())?;
-        }
+                .context(|| "cannot begin publishing".into())?;
+            // Every column but the key is refreshed on re-publish.
+            let updated = &MOVIE_COLUMNS[1..];
+            for chunk in input.movies.chunks(ROWS_PER_INSERT) {
+                let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+                let sql = format!(
+                    "INSERT INTO app_movie ({}) VALUES {values}{}",
+                    movie_columns(""),
+                    self.dialect.upsert("movie_id", updated)
+                );
+                let sql = self.sql(&sql);
+                let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
+                for movie in chunk {
+                    let f = features
+                        .get(&movie.movie_id)
+                        .map(|a| a.features())
+                        .filter(|f| f.rating_count > 0);
+                    query = query
+                        .bind(i(movie.movie_id))
+                        .bind(movie.title.clone())
+                        .bind(movie.genres_text())
+                        .bind(movie.year.map(i64::from))
+                        .bind(f.map_or(0.0, |f| f.avg_rating))
+                        .bind(f.map_or(0, |f| i(f.rating_count)))
+                        .bind(f.map_or(0.0, |f| f.std_dev))
+                        .bind(f.map(|f| f.last_update.to_iso8601()));
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .context(|| "cannot publish app_movie".into())?;
+            }
 
-        for table in [
-            "app_recommendationdata",
-            "app_userfeatures",
-            "app_ratingdistribution",
-        ] {
-            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
-                .execute(&mut *tx)
-                .await
-                .context(|| format!("cannot clear {table}"))?;
-        }
-        for (start, chunk) in input.top.movies.chunks(ROWS_PER_INSERT).enumerate() {
-            let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = self.sql(&format!(
-                "INSERT INTO app_recommendationdata (list_position, movie_id_ref, recommendation_score, \
-                 popularity_score, genre_match_score) VALUES {values}"
-            ));
-            let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
-            for (offset, movie) in chunk.iter().enumerate() {
-                let genres = genres_by_movie.get(&movie.movie_id).copied().unwrap_or(&[]);
-                query = query
-                    .bind((start * ROWS_PER_INSERT + offset + 1) as i64)
-                    .bind(i(movie.movie_id))
-                    .bind(movie.score)
-                    .bind(popularity_score(movie.rating_count, max_count))
-                    .bind(genre_match_score(genres, &shares));
+            for table in [
+                "app_recommendationdata",
+                "app_userfeatures",
+                "app_ratingdistribution",
+            ] {
+                sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
+                    .execute(&mut *tx)
+                    .await
+                    .context(|| format!("cannot clear {table}"))?;
             }
-            query
-                .execute(&mut *tx)
-                .await
-                .context(|| "cannot publish app_recommendationdata".into())?;
-        }
-        for chunk in input.user_features.chunks(ROWS_PER_INSERT) {
-            let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = self.sql(&format!(
-                "INSERT INTO app_userfeatures (user_id, avg_rating, rating_count, std_dev, last_update) VALUES {values}"
-            ));
-            let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
-            for (user_id, acc) in chunk {
-                let f = acc.features();
-                query = query
-                    .bind(i(*user_id))
-                    .bind(f.avg_rating)
-                    .bind(i(f.rating_count))
-                    .bind(f.std_dev)
-                    .bind(f.last_update.to_iso8601());
+            for (start, chunk) in input.top.movies.chunks(ROWS_PER_INSERT).enumerate() {
+                let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+                let sql = self.sql(&format!(
+                    "INSERT INTO app_recommendationdata (list_position, movie_id_ref, recommendation_score, \
+                     popularity_score, genre_match_score) VALUES {values}"
+                ));
+                let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
+                for (offset, movie) in chunk.iter().enumerate() {
+                    let genres = genres_by_movie.get(&movie.movie_id).copied().unwrap_or(&[]);
+                    query = query
+                        .bind((start * ROWS_PER_INSERT + offset + 1) as i64)
+                        .bind(i(movie.movie_id))
+                        .bind(movie.score)
+                        .bind(popularity_score(movie.rating_count, max_count))
+                        .bind(genre_match_score(genres, &shares));
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .context(|| "cannot publish app_recommendationdata".into())?;
             }
-            query
+            for chunk in input.user_features.chunks(ROWS_PER_INSERT) {
+                let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+                let sql = self.sql(&format!(
+                    "INSERT INTO app_userfeatures (user_id, avg_rating, rating_count, std_dev, last_update) VALUES {values}"
+                ));
+                let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
+                for (user_id, acc) in chunk {
+                    let f = acc.features();
+                    query = query
+                        .bind(i(*user_id))
+                        .bind(f.avg_rating)
+                        .bind(i(f.rating_count))
+                        .bind(f.std_dev)
+                        .bind(f.last_update.to_iso8601());
+                }
+                query
+                    .execute(&mut *tx)
+                    .await
+                    .context(|| "cannot publish app_userfeatures".into())?;
+            }
+            for (half, count) in input.histogram.iter().enumerate().skip(1) {
+                sqlx::query(
+                    self.sql("INSERT INTO app_ratingdistribution (rating, rating_count) VALUES (?, ?)"),
+                )
+                .bind(half as f64 / 2.0)
+                .bind(i(*count))
                 .execute(&mut *tx)
                 .await
-                .context(|| "cannot publish app_userfeatures".into())?;
-        }
-        for (half, count) in input.histogram.iter().enumerate().skip(1) {
-            sqlx::query(
-                self.sql("INSERT INTO app_ratingdistribution (rating, rating_count) VALUES (?, ?)"),
-            )
-            .bind(half as f64 / 2.0)
-            .bind(i(*count))
-            .execute(&mut *tx)
-            .await
-            .context(|| "cannot publish app_ratingdistribution".into())?;
-        }
-        tx.commit()
-            .await
-            .context(|| "cannot commit the published batch".into())
+                .context(|| "cannot publish app_ratingdistribution".into())?;
+            }
+            tx.commit()
+                .await
+                .context(|| "cannot commit the published batch".into())
+        })
+        .await
     }
 
     /// Replaces the personalized recommendations and similar movies with a
     /// run's, and records its model versions, in one transaction.
     pub async fn publish_models(&self, input: ModelsPublish<'_>) -> Result<()> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .context(|| "cannot begin publishing the models".into())?;
-        for (table, key, other, lists) in [
-            (
-                "app_userrecommendation",
-                "user_id",
-                "movie_id",
-                input.recommendations,
-            ),
-            (
-                "app_similarmovie",
-                "movie_id",
-                "similar_movie_id",
-                input.similar,
-            ),
-        ] {
-            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
+        write_on_own_connection(
+            &self.pool,
+            || "cannot publish the models".into(),
+            async |connection| {
+                let mut tx = connection
+                    .begin()
+                    .await
+                    .context(|| "cannot begin publishing the models".into())?;
+                for (table, key, other, lists) in [
+                    (
+                        "app_userrecommendation",
+                        "user_id",
+                        "movie_id",
+                        input.recommendations,
+                    ),
+                    (
+                        "app_similarmovie",
+                        "movie_id",
+                        "similar_movie_id",
+                        input.similar,
+                    ),
+                ] {
+                    sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
+                        .execute(&mut *tx)
+                        .await
+                        .context(|| format!("cannot clear {table}"))?;
+                    let rows: Vec<(u64, usize, u64, f64)> = lists
+                        .iter()
+                        .flat_map(|(id, list)| {
+                            list.iter()
+                                .enumerate()
+                                .map(move |(n, &(item, score))| (*id, n + 1, item, score))
+                        })
+                        .collect();
+                    for chunk in rows.chunks(ROWS_PER_INSERT) {
+                        let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+                        let sql = self.sql(&format!(
+                            "INSERT INTO {table} ({key}, position, {other}, score) VALUES {values}"
+                        ));
+                        let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
+                        for &(id, position, item, score) in chunk {
+                            query = query
+                                .bind(i(id))
+                                .bind(position as i64)
+                                .bind(i(item))
+                                .bind(score);
+                        }
+                        query
+                            .execute(&mut *tx)
+                            .await
+                            .context(|| format!("cannot publish {table}"))?;
+                    }
+                }
+                for card in input.models {
+                    sqlx::query(self.sql(
+                    "INSERT INTO app_model (name, version, created_at, card) VALUES (?, ?, ?, ?)",
+                ))
+                .bind(card.name.clone())
+                .bind(card.version.clone())
+                .bind(card.created_at.clone())
+                .bind(card.card.to_string())
                 .execute(&mut *tx)
                 .await
-                .context(|| format!("cannot clear {table}"))?;
-            let rows: Vec<(u64, usize, u64, f64)> = lists
-                .iter()
-                .flat_map(|(id, list)| {
-                    list.iter()
-                        .enumerate()
-                        .map(move |(n, &(item, score))| (*id, n + 1, item, score))
-                })
-                .collect();
-            for chunk in rows.chunks(ROWS_PER_INSERT) {
-                let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
-                let sql = self.sql(&format!(
-                    "INSERT INTO {table} ({key}, position, {other}, score) VALUES {values}"
-                ));
-                let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
-                for &(id, position, item, score) in chunk {
-                    query = query
-                        .bind(i(id))
-                        .bind(position as i64)
-                        .bind(i(item))
-                        .bind(score);
+                .context(|| "cannot record the model version".into())?;
                 }
-                query
-                    .execute(&mut *tx)
+                tx.commit()
                     .await
-                    .context(|| format!("cannot publish {table}"))?;
-            }
-        }
-        for card in input.models {
-            sqlx::query(self.sql(
-                "INSERT INTO app_model (name, version, created_at, card) VALUES (?, ?, ?, ?)",
-            ))
-            .bind(card.name.clone())
-            .bind(card.version.clone())
-            .bind(card.created_at.clone())
-            .bind(card.card.to_string())
-            .execute(&mut *tx)
-            .await
-            .context(|| "cannot record the model version".into())?;
-        }
-        tx.commit()
-            .await
-            .context(|| "cannot commit the published models".into())
+                    .context(|| "cannot commit the published models".into())
+            },
+        )
+        .await
     }
 
     /// Model versions, newest first (`name` filters by model).
