@@ -91,6 +91,20 @@ pub(crate) async fn write_on_own_connection<DB: sqlx::Database, T>(
     outcome
 }
 
+/// The query for one chunk of a multi-row statement written in chunks of
+/// `full_chunk` rows. Only full chunks' statements are kept prepared (sqlx
+/// keeps 100 per connection): the last, shorter chunk of each write has a new
+/// length almost every time, and kept statements are large (~370 KB for a
+/// 1,000-row upsert, ~1.1 MB for a 5,000-pair lookup), so keeping those grew
+/// the consumer by ~200 MiB over minutes.
+pub(crate) fn chunk_query<'q, DB: sqlx::Database + sqlx::database::HasStatementCache>(
+    sql: impl sqlx::SqlSafeStr,
+    rows: usize,
+    full_chunk: usize,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments> {
+    sqlx::query(sql).persistent(rows == full_chunk)
+}
+
 /// One stored rating: the latest of a user for a movie.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StoredRating {

@@ -1,6 +1,6 @@
 use crate::{
     ApplyOutcome, Context, RatingStore, Result, SourcedEvent, StoreError, StoredRating,
-    StreamBatch, db_int as to_i64, write_on_own_connection,
+    StreamBatch, chunk_query, db_int as to_i64, write_on_own_connection,
 };
 use async_trait::async_trait;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -17,12 +17,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Rows per multi-row INSERT: well under SQLite's 32766 bound parameters.
-///
-/// Only statements of a full chunk are kept prepared (sqlx keeps 100 per
-/// connection): the last, shorter chunk of each batch has a new length almost
-/// every time, and kept statements are large (~370 KB for a 1,000-row upsert,
-/// ~1.1 MB for a 5,000-pair lookup), so keeping those grew the consumer by
-/// ~200 MiB over minutes.
 const ROWS_PER_INSERT: usize = 1000;
 /// Pairs per lookup of current ratings.
 const PAIRS_PER_LOOKUP: usize = 5000;
@@ -230,8 +224,7 @@ impl SqliteRatingStore {
                  ON CONFLICT (user_id, movie_id) DO UPDATE SET rating_half = excluded.rating_half, \
                  ts_ms = excluded.ts_ms"
             );
-            let mut query =
-                sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_INSERT);
+            let mut query = chunk_query(AssertSqlSafe(sql), chunk.len(), ROWS_PER_INSERT);
             for (user_id, movie_id, r) in chunk {
                 query = query
                     .bind(to_i64(*user_id))
@@ -258,8 +251,7 @@ impl SqliteRatingStore {
                      ON CONFLICT (topic, partition_id) DO UPDATE SET \
                      next_offset = max(next_offset, excluded.next_offset)"
                 );
-                let mut query =
-                    sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_INSERT);
+                let mut query = chunk_query(AssertSqlSafe(sql), chunk.len(), ROWS_PER_INSERT);
                 for (partition, next) in chunk {
                     query = query.bind(topic).bind(*partition as i64).bind(*next);
                 }
@@ -298,7 +290,7 @@ async fn current_ratings(
              FROM wanted CROSS JOIN ratings r \
              ON r.user_id = wanted.user_id AND r.movie_id = wanted.movie_id"
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == PAIRS_PER_LOOKUP);
+        let mut query = chunk_query(AssertSqlSafe(sql), chunk.len(), PAIRS_PER_LOOKUP);
         for (user_id, movie_id) in chunk {
             query = query.bind(to_i64(*user_id)).bind(to_i64(*movie_id));
         }
@@ -345,7 +337,7 @@ async fn write_deltas(
              sum_sq_quarter = sum_sq_quarter + excluded.sum_sq_quarter, \
              last_update_ms = max(last_update_ms, excluded.last_update_ms)"
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_INSERT);
+        let mut query = chunk_query(AssertSqlSafe(sql), chunk.len(), ROWS_PER_INSERT);
         for (id, d) in chunk {
             query = query
                 .bind(to_i64(*id))
@@ -386,7 +378,7 @@ impl RatingStore for SqliteRatingStore {
                      ts_ms = excluded.ts_ms WHERE excluded.ts_ms >= ratings.ts_ms"
                 );
                 let mut query =
-                    sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_INSERT);
+                    chunk_query(AssertSqlSafe(sql), chunk.len(), ROWS_PER_INSERT);
                 for r in chunk {
                     query = query
                         .bind(to_i64(r.user_id))
@@ -417,8 +409,7 @@ impl RatingStore for SqliteRatingStore {
                      ON CONFLICT (movie_id) DO UPDATE SET title = excluded.title, \
                      genres = excluded.genres, year = excluded.year"
                     );
-                    let mut query =
-                        sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_INSERT);
+                    let mut query = chunk_query(AssertSqlSafe(sql), chunk.len(), ROWS_PER_INSERT);
                     for m in chunk {
                         query = query
                             .bind(to_i64(m.movie_id))

@@ -1,6 +1,7 @@
 use crate::dialect::redact;
 use crate::{
-    Context, Dialect, Result, ServingStore, StoreError, db_int as i, write_on_own_connection,
+    Context, Dialect, Result, ServingStore, StoreError, chunk_query, db_int as i,
+    write_on_own_connection,
 };
 use async_trait::async_trait;
 use movierec_core::scoring::{genre_match_score, genre_shares, popularity_score};
@@ -469,7 +470,7 @@ impl ServingDb {
                     self.dialect.upsert("movie_id", updated)
                 );
                 let sql = self.sql(&sql);
-                let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
+                let mut query = chunk_query(sql, chunk.len(), ROWS_PER_INSERT);
                 for movie in chunk {
                     let f = features
                         .get(&movie.movie_id)
@@ -507,7 +508,7 @@ impl ServingDb {
                     "INSERT INTO app_recommendationdata (list_position, movie_id_ref, recommendation_score, \
                      popularity_score, genre_match_score) VALUES {values}"
                 ));
-                let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
+                let mut query = chunk_query(sql, chunk.len(), ROWS_PER_INSERT);
                 for (offset, movie) in chunk.iter().enumerate() {
                     let genres = genres_by_movie.get(&movie.movie_id).copied().unwrap_or(&[]);
                     query = query
@@ -527,7 +528,7 @@ impl ServingDb {
                 let sql = self.sql(&format!(
                     "INSERT INTO app_userfeatures (user_id, avg_rating, rating_count, std_dev, last_update) VALUES {values}"
                 ));
-                let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
+                let mut query = chunk_query(sql, chunk.len(), ROWS_PER_INSERT);
                 for (user_id, acc) in chunk {
                     let f = acc.features();
                     query = query
@@ -601,7 +602,7 @@ impl ServingDb {
                         let sql = self.sql(&format!(
                             "INSERT INTO {table} ({key}, position, {other}, score) VALUES {values}"
                         ));
-                        let mut query = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
+                        let mut query = chunk_query(sql, chunk.len(), ROWS_PER_INSERT);
                         for &(id, position, item, score) in chunk {
                             query = query
                                 .bind(i(id))
