@@ -11,7 +11,8 @@
 #      installs Chromium and Node (apt) and playwright-core (npm ci, tests/e2e)
 #      for the browser test; installs schemathesis (PyPI) in a virtualenv under
 #      target/ for the API robustness test;
-#   5. runs cargo fmt --check, cargo clippy -D warnings and cargo test, then
+#   5. runs cargo fmt --check, cargo clippy -D warnings, scripts/deny.sh (the
+#      dependency policy in deny.toml, cargo-deny) and cargo test, then
 #      scripts/fuzz.sh (each cargo-fuzz target for MOVIEREC_FUZZ_SECONDS, 30);
 #   6. stops every server (by PID) and removes their folders, whatever happens.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh -- web`, a name filter).
@@ -82,7 +83,7 @@ work=$(mktemp -d /tmp/movierec-test.XXXXXX)
 chmod 755 "$work" # the postgres and mysql users must reach their folders below it
 pg_dir=$work/pg        # owned by postgres: data/, sockets, log
 maria_dir=$work/maria  # owned by mysql: data/, socket, pid, log
-pg_pid="" maria_pid="" tansu_pid="" moto_pid=""
+pg_pid="" maria_pid="" tansu_pid="" moto_pid="" deny_pid=""
 
 stop_pid() { # pid, name: TERM, wait up to 30 s, then KILL
   local pid=$1 name=$2 i
@@ -97,6 +98,7 @@ cleanup() {
   set +e
   trap - EXIT INT TERM HUP
   section "Stopping test services"
+  if [ -n "$deny_pid" ] && kill -0 "$deny_pid" 2>/dev/null; then pkill -TERM -P "$deny_pid"; kill "$deny_pid"; wait "$deny_pid" 2>/dev/null; echo "cargo-deny install stopped"; fi
   if [ -n "$moto_pid" ]; then stop_pid "$moto_pid" moto_server; wait "$moto_pid" 2>/dev/null; echo "moto_server (pid $moto_pid) stopped"; fi
   if [ -n "$tansu_pid" ]; then stop_pid "$tansu_pid" tansu; wait "$tansu_pid" 2>/dev/null; echo "tansu (pid $tansu_pid) stopped"; fi
   if [ -n "$maria_pid" ]; then stop_pid "$maria_pid" MariaDB; wait "$maria_pid" 2>/dev/null; echo "MariaDB (pid $maria_pid) stopped"; fi
@@ -115,6 +117,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
+
+# cargo-deny builds from source on a fresh machine (~5 min here): in the
+# background while the services start, checked after clippy.
+if [ "${1:-}" != "--run" ]; then
+  bash scripts/deny.sh --install-only >"$work/deny-install.log" 2>&1 &
+  deny_pid=$!
+fi
 
 # ---------------------------------------------------------------------------
 section "Starting PostgreSQL 15 (127.0.0.1, temp cluster)"
@@ -267,6 +276,11 @@ cargo fmt --all -- --check
 
 section "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+section "cargo deny check: licenses, bans, sources, advisories (scripts/deny.sh, deny.toml)"
+wait "$deny_pid" || { cat "$work/deny-install.log"; die "installing cargo-deny failed (log above)"; }
+deny_pid=""
+bash scripts/deny.sh
 
 section "cargo test --workspace --all-targets $*"
 cargo test --workspace --all-targets "$@"
