@@ -166,6 +166,7 @@ histogram = {str(int(round(r["rating"] * 2))): r["count"] for r in latest.groupB
 summary = json.dumps({
     "records_read": read, "ratings": kept, "histogram": histogram, "users": users.count(), "movies": movies.count(),
     "ranked": top.count(), "global_mean": C, "seconds": time.time() - started,
+    "shuffle_partitions": int(spark.conf.get("spark.sql.shuffle.partitions")),
 })
 print(summary)
 # In cluster mode (an EMR step) nobody reads the driver's stdout: the

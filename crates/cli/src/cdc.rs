@@ -81,7 +81,11 @@ fn exporter(config: &Config) -> Result<Exporter> {
 async fn stream(config: &Config) -> Result<Box<dyn ChangeStream>> {
     Ok(match config.storage_mode {
         StorageMode::Sqlite => {
-            let store = movierec_store::SqliteRatingStore::open(&config.sqlite.path).await?;
+            let store = movierec_store::SqliteRatingStore::open_with_cache(
+                &config.sqlite.path,
+                config.sqlite.cache_mib,
+            )
+            .await?;
             Box::new(movierec_export::sqlite::SqliteChangeLog::open(store).await?)
         }
         StorageMode::Aws => {
@@ -94,7 +98,11 @@ async fn stream(config: &Config) -> Result<Box<dyn ChangeStream>> {
 async fn scan(config: &Config) -> Result<Box<dyn TableScan>> {
     Ok(match config.storage_mode {
         StorageMode::Sqlite => {
-            let store = movierec_store::SqliteRatingStore::open(&config.sqlite.path).await?;
+            let store = movierec_store::SqliteRatingStore::open_with_cache(
+                &config.sqlite.path,
+                config.sqlite.cache_mib,
+            )
+            .await?;
             Box::new(movierec_export::sqlite::SqliteTableScan::open(store).await?)
         }
         StorageMode::Aws => {

@@ -486,7 +486,7 @@ fn spark_als(
     let mut command = std::process::Command::new(&spark.submit);
     command.arg("--master").arg(&spark.master);
     command.args(["--conf", "spark.ui.enabled=false"]);
-    for (key, value) in &spark.conf {
+    for (key, value) in spark.submit_conf() {
         command.arg("--conf").arg(format!("{key}={value}"));
     }
     command

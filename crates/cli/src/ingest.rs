@@ -187,7 +187,9 @@ pub async fn consume(
     let mut aws_sink = None;
     let sink: Arc<dyn EventSink> = match config.storage_mode {
         StorageMode::Sqlite => {
-            let store = SqliteRatingStore::open(&config.sqlite.path).await?;
+            let store =
+                SqliteRatingStore::open_with_cache(&config.sqlite.path, config.sqlite.cache_mib)
+                    .await?;
             sqlite = Some(store.clone());
             Arc::new(store)
         }

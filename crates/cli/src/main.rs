@@ -197,7 +197,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .print();
                 return Ok(());
             }
-            let store = movierec_store::SqliteRatingStore::open(&config.sqlite.path).await?;
+            let store = movierec_store::SqliteRatingStore::open_with_cache(&config.sqlite.path, config.sqlite.cache_mib).await?;
             let summary = import::import_movielens(&store, dir, *strict).await?;
             summary.print();
             Ok(())

@@ -87,7 +87,7 @@ pub async fn run(
         count("records_read"),
         clock,
         format!(
-            "{}: {} ratings, {} users, {} movies, top {}",
+            "{}: {} ratings, {} users, {} movies, top {}{}",
             match target {
                 Target::Submit => format!("--master {}", config.batch.spark.master),
                 Target::Emr { cluster_id, .. } => format!("cluster {cluster_id}"),
@@ -95,7 +95,10 @@ pub async fn run(
             count("ratings"),
             count("users"),
             count("movies"),
-            count("ranked")
+            count("ranked"),
+            summary["shuffle_partitions"]
+                .as_u64()
+                .map_or(String::new(), |n| format!(", {n} shuffle partitions"))
         ),
     );
     finish(config, lake, &planned, run_id, &summary, run).await
@@ -408,7 +411,7 @@ async fn submit(config: &Config, plan: &str) -> Result<()> {
     let mut command = tokio::process::Command::new(&spark.submit);
     command.arg("--master").arg(&spark.master);
     command.args(["--conf", "spark.ui.enabled=false"]);
-    for (key, value) in &spark.conf {
+    for (key, value) in spark.submit_conf() {
         command.arg("--conf").arg(format!("{key}={value}"));
     }
     command.arg(&spark.job).arg("--plan").arg(plan);

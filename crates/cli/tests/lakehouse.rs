@@ -376,6 +376,13 @@ fn in_aws_mode_both_engines_read_and_write_the_s3_lake_alike() {
             );
             let plan = run["stages"][0]["detail"].as_str().unwrap();
             assert!(plan.contains("staged"), "{plan}");
+            // local[2] and no spark.sql.shuffle.partitions in the config:
+            // two per core, not Spark's 200.
+            let submit = run["stages"][1]["detail"].as_str().unwrap();
+            assert!(
+                submit.contains("--master local[2]") && submit.contains(", 4 shuffle partitions"),
+                "{submit}"
+            );
         }
         lakes.push(lake);
     }

@@ -240,3 +240,66 @@ fn every_section_can_be_overridden_from_the_environment() {
     assert!(!config.models.enabled);
     assert_eq!(config.lake.root.as_deref(), Some("s3://elsewhere"));
 }
+
+#[test]
+fn a_local_spark_master_gets_two_shuffle_partitions_per_core_unless_set() {
+    let spark = |master: &str, conf: &[(&str, &str)]| SparkConfig {
+        master: master.into(),
+        conf: conf
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..SparkConfig::default()
+    };
+    let partitions = |s: &SparkConfig| s.submit_conf().get(SHUFFLE_PARTITIONS).cloned();
+    assert_eq!(partitions(&spark("local[2]", &[])).as_deref(), Some("4"));
+    assert_eq!(partitions(&spark("local", &[])).as_deref(), Some("2"));
+    assert_eq!(partitions(&spark("local[3,2]", &[])).as_deref(), Some("6"));
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(
+        partitions(&spark("local[*]", &[])),
+        Some((2 * cores).to_string())
+    );
+    // The user's own value wins, and a cluster keeps its own default.
+    let own = spark(
+        "local[2]",
+        &[(SHUFFLE_PARTITIONS, "64"), ("spark.driver.memory", "4g")],
+    );
+    assert_eq!(partitions(&own).as_deref(), Some("64"));
+    assert_eq!(own.submit_conf().len(), 2);
+    for cluster in [
+        "yarn",
+        "spark://host:7077",
+        "local-cluster[2,1,1024]",
+        "local[0]",
+        "local[x]",
+    ] {
+        assert_eq!(partitions(&spark(cluster, &[])), None, "{cluster}");
+    }
+}
+
+#[test]
+fn the_sqlite_page_cache_is_a_positive_size_in_mib() {
+    assert_eq!(load("", &[]).unwrap().sqlite.cache_mib, 64);
+    assert_eq!(
+        load("sqlite: { cache_mib: 8 }\n", &[])
+            .unwrap()
+            .sqlite
+            .cache_mib,
+        8
+    );
+    assert_eq!(
+        load("", &[("MOVIEREC_SQLITE__CACHE_MIB", "16")])
+            .unwrap()
+            .sqlite
+            .cache_mib,
+        16
+    );
+    for bad in ["0", "65537"] {
+        let message = error(&format!("sqlite: {{ cache_mib: {bad} }}\n"), &[]);
+        assert!(
+            message.contains("sqlite.cache_mib") && message.contains(bad),
+            "{message}"
+        );
+    }
+}

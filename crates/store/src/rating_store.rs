@@ -29,6 +29,11 @@ enum Source<'a> {
     Stream(StreamBatch<'a>),
 }
 
+/// SQLite page cache per connection, in MiB, unless `sqlite.cache_mib` says.
+pub const DEFAULT_CACHE_MIB: u32 = 64;
+/// Connections the store's pool keeps open at most.
+pub const MAX_CONNECTIONS: u32 = 4;
+
 /// The embedded rating store: one SQLite file (`sqlite.path`).
 #[derive(Debug, Clone)]
 pub struct SqliteRatingStore {
@@ -37,8 +42,18 @@ pub struct SqliteRatingStore {
 }
 
 impl SqliteRatingStore {
-    /// Opens (creating the file and its folder if needed) and migrates.
+    /// Opens (creating the file and its folder if needed) and migrates, with
+    /// the default page cache ([`DEFAULT_CACHE_MIB`] per connection).
     pub async fn open(path: &Path) -> Result<Self> {
+        Self::open_with_cache(path, DEFAULT_CACHE_MIB).await
+    }
+
+    /// [`open`](Self::open) with `cache_mib` MiB of SQLite page cache per
+    /// connection (`sqlite.cache_mib`). The pool keeps up to
+    /// [`MAX_CONNECTIONS`], so the caches can hold `MAX_CONNECTIONS ×
+    /// cache_mib` once the store is larger than that: most of a long-running
+    /// server's memory.
+    pub async fn open_with_cache(path: &Path, cache_mib: u32) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Invalid(format!("cannot create folder {}: {e}", parent.display()))
@@ -50,11 +65,15 @@ impl SqliteRatingStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(10))
-            // 64 MiB of page cache (SQLite's default is 2 MiB): batch writes
+            // A large page cache (SQLite's default is 2 MiB): batch writes
             // look up and update random keys all over the ratings B-tree.
-            .pragma("cache_size", "-65536");
+            // A negative cache_size is in KiB.
+            .pragma(
+                "cache_size",
+                format!("-{}", u64::from(cache_mib.max(1)) * 1024),
+            );
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(MAX_CONNECTIONS)
             // A local file does not drop connections; the default ping before
             // each use is a round trip through the connection's thread.
             .test_before_acquire(false)
@@ -608,4 +627,28 @@ async fn stored_offsets(conn: &mut sqlx::SqliteConnection, topic: &str) -> Resul
     .await
     .context(|| format!("cannot read the recorded progress of topic {topic}"))?;
     Ok(rows.into_iter().map(|(p, o)| (p as i32, o)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_connection_gets_the_page_cache_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteRatingStore::open_with_cache(&dir.path().join("store.db"), 8)
+            .await
+            .unwrap();
+        // Hold several connections at once, so that more than one is opened.
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            let mut connection = store.pool().acquire().await.unwrap();
+            let kib: i64 = sqlx::query_scalar("PRAGMA cache_size")
+                .fetch_one(&mut *connection)
+                .await
+                .unwrap();
+            assert_eq!(kib, -8 * 1024);
+            held.push(connection);
+        }
+    }
 }

@@ -432,6 +432,17 @@ fn write_report(bench: &SoakBench, o: &Outcome) -> Result<()> {
         bench.seed
     ));
     md.push_str(&format!("{}\n\n", environment()));
+    // What the server was told beyond the bench's own settings.
+    if let Some(file) = &bench.config_file {
+        md.push_str(&format!("Configuration: `{}`.\n\n", file.display()));
+    }
+    let overrides: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("MOVIEREC_"))
+        .map(|(k, v)| format!("`{k}={v}`"))
+        .collect();
+    if !overrides.is_empty() {
+        md.push_str(&format!("Environment: {}\n\n", overrides.join(", ")));
+    }
     let lag_s = |events: f64| events / bench.events_per_s;
     md.push_str("## Verdict\n\n| promise | measured |\n| --- | --- |\n");
     md.push_str(&format!(
