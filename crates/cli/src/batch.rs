@@ -218,7 +218,7 @@ pub async fn run_batch(
         Ok(()) => run.status = "succeeded".into(),
         Err(error) => {
             run.status = "failed".into();
-            run.error = Some(format!("{error:#}"));
+            run.error = Some(crate::describe(error));
         }
     }
     serving.record_run(&run).await?;

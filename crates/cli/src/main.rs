@@ -37,10 +37,30 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", describe(&error));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, `outer: inner: …`, each cause once.
+/// anyhow's `{:#}` prints every cause in the chain, but many errors (ours
+/// and object_store's, for instance) already end their own message with
+/// their cause's, so a full disk under the lake read "No space left on
+/// device" four times.
+pub(crate) fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if text.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
 }
 
 fn init_logging(verbose: u8) {
@@ -571,5 +591,44 @@ trait ContextFor<T> {
 impl<T> ContextFor<T> for Result<T> {
     fn context_for(self, cli: &Cli) -> Result<T> {
         self.with_context(|| format!("movierec {} failed", cli.command.name()))
+    }
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::describe;
+    use anyhow::Context;
+
+    /// Shaped like object_store's errors: its own text ends with its cause's.
+    #[derive(Debug)]
+    struct Wrapping(std::io::Error);
+
+    impl std::fmt::Display for Wrapping {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Unable to copy data to file: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapping {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once_and_none_is_lost() {
+        let full = std::io::Error::from_raw_os_error(28);
+        let result: anyhow::Result<()> = Err(Wrapping(full))
+            .context("cannot write part-00000.parquet")
+            .context("cannot write the silver ratings");
+        let text = describe(&result.unwrap_err());
+        assert_eq!(
+            text,
+            "cannot write the silver ratings: cannot write part-00000.parquet: \
+             Unable to copy data to file: No space left on device (os error 28)"
+        );
+        // A chain whose causes do not repeat each other prints as {:#} does.
+        let plain = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(describe(&plain), format!("{plain:#}"));
     }
 }

@@ -58,7 +58,10 @@ impl Operations for PlatformOperations {
                     run.duration_ms
                 ),
                 // Recorded in the batch runs too, where the page shows it.
-                Err(error) => tracing::error!("batch run from the admin page failed: {error:#}"),
+                Err(error) => tracing::error!(
+                    "batch run from the admin page failed: {}",
+                    crate::describe(&error)
+                ),
             }
             running.store(false, Ordering::SeqCst);
         });

@@ -54,7 +54,9 @@ impl FoldIn {
                         *self.current.write().expect("not poisoned") = Some(Arc::new(ranking));
                     }
                     Ok(None) => {}
-                    Err(error) => tracing::warn!("cannot load the ranking model: {error:#}"),
+                    Err(error) => {
+                        tracing::warn!("cannot load the ranking model: {}", crate::describe(&error))
+                    }
                 }
             }
             Ok(_) => {}

@@ -64,7 +64,9 @@ pub fn start(
                     run.duration_ms
                 ),
                 // Recorded in batch runs too; the next time tries again.
-                Err(error) => tracing::error!("scheduled batch failed: {error:#}"),
+                Err(error) => {
+                    tracing::error!("scheduled batch failed: {}", crate::describe(&error))
+                }
             }
         }
     })))

@@ -495,6 +495,12 @@ fn a_full_disk_during_a_batch_fails_clearly_leaves_the_last_results_and_recovers
         stderr.contains("No space left on device") || stderr.contains("disk is full"),
         "the error names the full disk:\n{stderr}"
     );
+    // Said once: the causes' texts are not repeated down the chain.
+    assert_eq!(
+        stderr.matches("No space left on device").count(),
+        1,
+        "{stderr}"
+    );
     println!("batch on a full disk: {}", stderr.trim());
     // The last results stand: the serving list and a readable store.
     assert_eq!(
