@@ -85,11 +85,7 @@ pub async fn run_configured(
     let serving = ServingDb::connect(&config.serving.database_url).await?;
     match config.storage_mode {
         movierec_config::StorageMode::Sqlite => {
-            let store = movierec_store::SqliteRatingStore::open_with_cache(
-                &config.sqlite.path,
-                config.sqlite.cache_mib,
-            )
-            .await?;
+            let store = crate::open_rating_store(config).await?;
             run_batch(config, selection, runner, Some(&store), &serving).await
         }
         movierec_config::StorageMode::Aws => {

@@ -81,11 +81,7 @@ fn exporter(config: &Config) -> Result<Exporter> {
 async fn stream(config: &Config) -> Result<Box<dyn ChangeStream>> {
     Ok(match config.storage_mode {
         StorageMode::Sqlite => {
-            let store = movierec_store::SqliteRatingStore::open_with_cache(
-                &config.sqlite.path,
-                config.sqlite.cache_mib,
-            )
-            .await?;
+            let store = crate::open_rating_store(config).await?;
             Box::new(movierec_export::sqlite::SqliteChangeLog::open(store).await?)
         }
         StorageMode::Aws => {
@@ -98,11 +94,7 @@ async fn stream(config: &Config) -> Result<Box<dyn ChangeStream>> {
 async fn scan(config: &Config) -> Result<Box<dyn TableScan>> {
     Ok(match config.storage_mode {
         StorageMode::Sqlite => {
-            let store = movierec_store::SqliteRatingStore::open_with_cache(
-                &config.sqlite.path,
-                config.sqlite.cache_mib,
-            )
-            .await?;
+            let store = crate::open_rating_store(config).await?;
             Box::new(movierec_export::sqlite::SqliteTableScan::open(store).await?)
         }
         StorageMode::Aws => {

@@ -8,7 +8,7 @@ use movierec_datasets::movielens;
 use movierec_kafka::dlq;
 use movierec_kafka::producer::BulkProducer;
 use movierec_kafka::{ConsumerOptions, IngestStatus};
-use movierec_store::{EventSink, SqliteRatingStore};
+use movierec_store::EventSink;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -187,9 +187,7 @@ pub async fn consume(
     let mut aws_sink = None;
     let sink: Arc<dyn EventSink> = match config.storage_mode {
         StorageMode::Sqlite => {
-            let store =
-                SqliteRatingStore::open_with_cache(&config.sqlite.path, config.sqlite.cache_mib)
-                    .await?;
+            let store = crate::open_rating_store(config).await?;
             sqlite = Some(store.clone());
             Arc::new(store)
         }

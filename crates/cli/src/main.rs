@@ -43,6 +43,17 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The embedded rating store as `sqlite.*` configures it.
+pub(crate) async fn open_rating_store(
+    config: &Config,
+) -> Result<movierec_store::SqliteRatingStore> {
+    Ok(movierec_store::SqliteRatingStore::open_with_cache(
+        &config.sqlite.path,
+        config.sqlite.cache_mib,
+    )
+    .await?)
+}
+
 /// An error and its causes on one line, `outer: inner: …`, each cause once.
 /// anyhow's `{:#}` prints every cause in the chain, but many errors (ours
 /// and object_store's, for instance) already end their own message with
@@ -217,7 +228,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .print();
                 return Ok(());
             }
-            let store = movierec_store::SqliteRatingStore::open_with_cache(&config.sqlite.path, config.sqlite.cache_mib).await?;
+            let store = crate::open_rating_store(&config).await?;
             let summary = import::import_movielens(&store, dir, *strict).await?;
             summary.print();
             Ok(())

@@ -392,8 +392,7 @@ async fn serve_with(config: &Config, store: SqliteRatingStore, serving: ServingD
 }
 
 pub async fn serve(config: &Config) -> Result<()> {
-    let store =
-        SqliteRatingStore::open_with_cache(&config.sqlite.path, config.sqlite.cache_mib).await?;
+    let store = crate::open_rating_store(config).await?;
     let serving = ServingDb::connect(&config.serving.database_url).await?;
     serve_with(config, store, serving).await
 }
@@ -457,8 +456,7 @@ pub async fn up_aws(config: &Config, movielens: Option<&Path>) -> Result<()> {
 
 /// `up`: data on first start, the batch, then the server until Ctrl-C.
 pub async fn up(config: &Config, movielens: Option<&Path>) -> Result<()> {
-    let store =
-        SqliteRatingStore::open_with_cache(&config.sqlite.path, config.sqlite.cache_mib).await?;
+    let store = crate::open_rating_store(config).await?;
     let serving = ServingDb::connect(&config.serving.database_url).await?;
     if let Some(dir) = movielens {
         tracing::info!("importing MovieLens from {}", dir.display());
