@@ -15,7 +15,7 @@ mod serving;
 
 pub use accounts::{Account, AccountStore, FIRST_ACCOUNT_USER_ID, NewAccount, Session};
 pub use change_log::{LOGGED_TABLES, LoggedChange, LoggedRow};
-pub use dialect::Dialect;
+pub use dialect::{Dialect, redact};
 pub use rating_store::SqliteRatingStore;
 pub use serving::{
     BatchRun, BatchStage, ModelRecord, ModelsPublish, MovieFilter, MovieRow, MovieSort, Page,
