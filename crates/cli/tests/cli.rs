@@ -135,8 +135,8 @@ fn aws_cost_prices_both_layouts_from_a_prices_file() {
     // 1M ratings ≈ 100 MB: $0.002 a month in S3; one PUT per event: $5.
     assert_eq!(format!("{:.3}", cost("seed", "storage: bronze")), "0.002");
     assert!((cost("seed", "PUT") - 5.0).abs() < 1e-9);
-    // 50 objects of 20,000 events (kafka.max_batch_events).
-    assert!((cost("movierec", "PUT") - 0.00025).abs() < 1e-12);
+    // 10 objects of 100,000 events (kafka.max_batch_events).
+    assert!((cost("movierec", "PUT") - 0.00005).abs() < 1e-12);
     // 1M reads a month: $0.25.
     assert!((cost("seed", "reads") - 0.25).abs() < 1e-12);
     assert!(report["movierec"]["monthly"].as_f64() < report["seed"]["monthly"].as_f64());

@@ -578,6 +578,7 @@ fn bench_soak_reports_memory_errors_and_lag_with_every_event_committed() {
         "## Verdict",
         "| memory stays flat |",
         "| lag bounded (from the first commit) |",
+        "| the store's WAL stays bounded (checkpoints keep up) |",
         "## API",
     ] {
         assert!(md.contains(section), "no {section}:\n{md}");
@@ -594,6 +595,12 @@ fn bench_soak_reports_memory_errors_and_lag_with_every_event_committed() {
         samples.iter().all(|s| s["rss_mib"].as_f64().unwrap() > 1.0),
         "{md}"
     );
+    // The store's files are watched too: its database holds the events.
+    assert!(
+        samples.last().unwrap()["db_mib"].as_f64().unwrap() > 0.5,
+        "{md}"
+    );
+    assert!(json["wal_max_mib"].as_f64().unwrap() > 0.0, "{md}");
     for slope in ["rss_slope_mib_per_min", "rss_slope_last_half_mib_per_min"] {
         assert!(json[slope].as_f64().unwrap().is_finite(), "{slope}: {md}");
     }

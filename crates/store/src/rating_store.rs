@@ -31,29 +31,41 @@ enum Source<'a> {
 
 /// WAL pages (4 KiB) written before a write checkpoints: 64 MiB.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
-/// SQLite page cache per connection, in MiB, unless `sqlite.cache_mib` says.
+/// The writer's SQLite page cache, in MiB, unless `sqlite.cache_mib` says.
 pub const DEFAULT_CACHE_MIB: u32 = 64;
-/// Connections the store's pool keeps open at most.
+/// Each reader's page cache, in MiB (at most `sqlite.cache_mib`). Readers
+/// look up a user's ratings or scan a table: the B-tree's upper levels fit
+/// (~2 MiB for 12 M ratings) and the kernel's page cache holds the rest. At
+/// the writer's 64 MiB, each of them filled up with leaf pages as the store
+/// grew: most of the rise in a long soak's memory.
+pub const READ_CACHE_MIB: u32 = 8;
+/// Reading connections the store keeps open at most.
 pub const MAX_CONNECTIONS: u32 = 4;
 
 /// The embedded rating store: one SQLite file (`sqlite.path`).
 #[derive(Debug, Clone)]
 pub struct SqliteRatingStore {
+    /// Reads, and the small writes (the change log's upkeep).
     pool: SqlitePool,
+    /// One connection for the batch writes (the consumer's, imports, the
+    /// feature rebuild), with the large page cache: a batch looks up and
+    /// updates random keys all over the ratings B-tree, and its pages stay
+    /// cached for the next batch. SQLite lets one writer at a time in anyway.
+    writer: SqlitePool,
     path: PathBuf,
 }
 
 impl SqliteRatingStore {
     /// Opens (creating the file and its folder if needed) and migrates, with
-    /// the default page cache ([`DEFAULT_CACHE_MIB`] per connection).
+    /// the default page cache ([`DEFAULT_CACHE_MIB`] for the writer).
     pub async fn open(path: &Path) -> Result<Self> {
         Self::open_with_cache(path, DEFAULT_CACHE_MIB).await
     }
 
-    /// [`open`](Self::open) with `cache_mib` MiB of SQLite page cache per
-    /// connection (`sqlite.cache_mib`). The pool keeps up to
-    /// [`MAX_CONNECTIONS`], so the caches can hold `MAX_CONNECTIONS ×
-    /// cache_mib` once the store is larger than that: most of a long-running
+    /// [`open`](Self::open) with `cache_mib` MiB of SQLite page cache for
+    /// the writer (`sqlite.cache_mib`) and up to [`READ_CACHE_MIB`] for each
+    /// of the [`MAX_CONNECTIONS`] readers: once the store is larger than
+    /// that, the caches hold `cache_mib + 4 × 8` MiB, most of a long-running
     /// server's memory.
     pub async fn open_with_cache(path: &Path, cache_mib: u32) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -67,13 +79,6 @@ impl SqliteRatingStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(10))
-            // A large page cache (SQLite's default is 2 MiB): batch writes
-            // look up and update random keys all over the ratings B-tree.
-            // A negative cache_size is in KiB.
-            .pragma(
-                "cache_size",
-                format!("-{}", u64::from(cache_mib.max(1)) * 1024),
-            )
             // Checkpoint after 64 MiB of WAL rather than SQLite's 4 MiB: the
             // committing write runs the checkpoint, copying every page the
             // WAL holds into the database file and syncing it, so at 4 MiB a
@@ -82,12 +87,18 @@ impl SqliteRatingStore {
             // levels) were copied again each time. The WAL file may grow to
             // about this size plus a batch.
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
+        // A negative cache_size is in KiB (SQLite's default: 2 MiB).
+        let with_cache = |mib: u32| {
+            options
+                .clone()
+                .pragma("cache_size", format!("-{}", u64::from(mib.max(1)) * 1024))
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             // A local file does not drop connections; the default ping before
             // each use is a round trip through the connection's thread.
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(with_cache(cache_mib.min(READ_CACHE_MIB)))
             .await
             .context(|| format!("cannot open the SQLite store {}", path.display()))?;
         let mut migrator = Migrator::with_migrations(vec![
@@ -115,8 +126,19 @@ impl SqliteRatingStore {
                 what: format!("the SQLite store {}", path.display()),
                 source,
             })?;
+        // After the migrations: the writer's first connection finds the file.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            // A write may queue behind a consumer batch (100,000 events on a
+            // large store: seconds); sqlx's default gives up after 30 s.
+            .acquire_timeout(std::time::Duration::from_secs(120))
+            .connect_with(with_cache(cache_mib))
+            .await
+            .context(|| format!("cannot open the SQLite store {}", path.display()))?;
         Ok(Self {
             pool,
+            writer,
             path: path.to_path_buf(),
         })
     }
@@ -178,6 +200,7 @@ impl SqliteRatingStore {
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
@@ -185,7 +208,7 @@ impl SqliteRatingStore {
     /// the stored ratings, write ratings and feature deltas, record progress.
     async fn apply(&self, source: Source<'_>) -> Result<ApplyOutcome> {
         write_on_own_connection(
-            &self.pool,
+            &self.writer,
             || format!("cannot start a write on {}", self.path.display()),
             async move |connection| self.apply_on(connection, source).await,
         )
@@ -397,7 +420,7 @@ fn accumulator(
 #[async_trait]
 impl RatingStore for SqliteRatingStore {
     async fn upsert_ratings(&self, ratings: &[StoredRating]) -> Result<()> {
-        write_on_own_connection(&self.pool, || "cannot store ratings".into(), async |connection| {
+        write_on_own_connection(&self.writer, || "cannot store ratings".into(), async |connection| {
             let mut tx = connection.begin().await.context(|| "begin".into())?;
             for chunk in ratings.chunks(ROWS_PER_INSERT) {
                 let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
@@ -427,7 +450,7 @@ impl RatingStore for SqliteRatingStore {
 
     async fn upsert_movies(&self, movies: &[Movie]) -> Result<()> {
         write_on_own_connection(
-            &self.pool,
+            &self.writer,
             || "cannot store movies".into(),
             async |connection| {
                 let mut tx = connection.begin().await.context(|| "begin".into())?;
@@ -475,7 +498,7 @@ impl RatingStore for SqliteRatingStore {
     }
 
     async fn rebuild_features(&self) -> Result<()> {
-        write_on_own_connection(&self.pool, || "cannot rebuild features".into(), async |connection| {
+        write_on_own_connection(&self.writer, || "cannot rebuild features".into(), async |connection| {
             let mut tx = connection.begin().await.context(|| "begin".into())?;
             for (table, key) in [("user_features", "user_id"), ("movie_features", "movie_id")] {
                 sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
@@ -643,27 +666,46 @@ async fn stored_offsets(conn: &mut sqlx::SqliteConnection, topic: &str) -> Resul
 mod tests {
     use super::*;
 
+    async fn pragma(connection: &mut sqlx::SqliteConnection, name: &str) -> i64 {
+        sqlx::query_scalar(AssertSqlSafe(format!("PRAGMA {name}")))
+            .fetch_one(connection)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
-    async fn every_connection_gets_the_page_cache_asked_for_and_the_checkpoint_size() {
+    async fn the_writer_gets_the_page_cache_asked_for_and_readers_a_small_one() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteRatingStore::open_with_cache(&dir.path().join("store.db"), 8)
+        let store = SqliteRatingStore::open_with_cache(&dir.path().join("store.db"), 48)
             .await
             .unwrap();
         // Hold several connections at once, so that more than one is opened.
         let mut held = Vec::new();
         for _ in 0..MAX_CONNECTIONS {
             let mut connection = store.pool().acquire().await.unwrap();
-            let kib: i64 = sqlx::query_scalar("PRAGMA cache_size")
-                .fetch_one(&mut *connection)
-                .await
-                .unwrap();
-            assert_eq!(kib, -8 * 1024);
-            let checkpoint_pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
-                .fetch_one(&mut *connection)
-                .await
-                .unwrap();
-            assert_eq!(checkpoint_pages, WAL_AUTOCHECKPOINT_PAGES);
+            assert_eq!(
+                pragma(&mut connection, "cache_size").await,
+                -i64::from(READ_CACHE_MIB) * 1024
+            );
+            assert_eq!(
+                pragma(&mut connection, "wal_autocheckpoint").await,
+                WAL_AUTOCHECKPOINT_PAGES
+            );
             held.push(connection);
         }
+        let mut writer = store.writer.acquire().await.unwrap();
+        assert_eq!(pragma(&mut writer, "cache_size").await, -48 * 1024);
+        assert_eq!(
+            pragma(&mut writer, "wal_autocheckpoint").await,
+            WAL_AUTOCHECKPOINT_PAGES
+        );
+        drop(writer);
+
+        // A cache smaller than a reader's is everyone's.
+        let small = SqliteRatingStore::open_with_cache(&dir.path().join("small.db"), 2)
+            .await
+            .unwrap();
+        let mut reader = small.pool().acquire().await.unwrap();
+        assert_eq!(pragma(&mut reader, "cache_size").await, -2 * 1024);
     }
 }

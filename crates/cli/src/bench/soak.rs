@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 /// [`load_producer_config`]).
 const LOAD_LINGER_MS: u32 = 100;
 
+/// The server's SQLite store, in the run's work folder.
+const STORE_FILE: &str = "store.db";
+
 /// What `movierec bench soak` was asked.
 #[derive(Debug, Clone)]
 pub struct SoakBench {
@@ -49,6 +52,10 @@ pub struct SoakBench {
 struct Sample {
     at_s: f64,
     rss_mib: f64,
+    /// The store's database file and its write-ahead log: the WAL is what
+    /// could grow unseen if checkpoints fell behind the writes.
+    db_mib: f64,
+    wal_mib: f64,
     /// Events handed to the producer so far.
     sent: u64,
     /// Events the consumer has committed (its group's offsets in Kafka).
@@ -86,6 +93,8 @@ struct Outcome {
     /// The same over the second half: caches that fill for minutes (SQLite's
     /// page cache grows with the store) level off; a leak does not.
     rss_slope_last_half_mib_per_min: f64,
+    db_end_mib: f64,
+    wal_max_mib: f64,
     lag_p50_events: f64,
     lag_p99_events: f64,
     lag_max_events: f64,
@@ -158,7 +167,7 @@ fn start_platform(
     if let Some(file) = &bench.config_file {
         command.arg("--config").arg(file);
     }
-    let store = work.join("store.db");
+    let store = work.join(STORE_FILE);
     let child = command
         .arg("up")
         .env("MOVIEREC_STORAGE_MODE", "sqlite")
@@ -244,6 +253,8 @@ async fn soak(
     // `up` imports its sample data and runs the batch before it serves.
     wait_healthy(&client, &base, Some(&mut server)).await?;
     let pid = server.child.id();
+    let store = work.join(STORE_FILE);
+    let wal = work.join(format!("{STORE_FILE}-wal"));
     let probe = LagProbe::new(&bench.kafka, group, topic, bench.partitions)?;
 
     let sent = Arc::new(AtomicU64::new(0));
@@ -265,6 +276,9 @@ async fn soak(
     let cpu_before = server.cpu_s();
     let sampler = {
         let (sent, producing) = (sent.clone(), producing.clone());
+        let file_mib = |path: &Path| {
+            std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / (1024.0 * 1024.0))
+        };
         let total = (bench.events_per_s * bench.seconds) as u64;
         std::thread::spawn(move || {
             let mut samples = Vec::new();
@@ -280,6 +294,8 @@ async fn soak(
                 samples.push(Sample {
                     at_s: at.as_secs_f64(),
                     rss_mib: proc_status_mib(pid, "VmRSS:").unwrap_or(f64::NAN),
+                    db_mib: file_mib(&store),
+                    wal_mib: file_mib(&wal),
                     sent: sent_now,
                     committed,
                 });
@@ -425,6 +441,8 @@ fn summarise(
         rss_max_mib: samples.iter().map(|s| s.rss_mib).fold(f64::NAN, f64::max),
         rss_slope_mib_per_min: slope_from(during.len() / 5),
         rss_slope_last_half_mib_per_min: slope_from(during.len() / 2),
+        db_end_mib: last.map_or(f64::NAN, |s| s.db_mib),
+        wal_max_mib: samples.iter().map(|s| s.wal_mib).fold(f64::NAN, f64::max),
         lag_p50_events: quantile(&lags, 0.5),
         lag_p99_events: quantile(&lags, 0.99),
         lag_max_events: lags.last().copied().unwrap_or(f64::NAN),
@@ -490,6 +508,10 @@ fn write_report(bench: &SoakBench, o: &Outcome) -> Result<()> {
         lag_s(o.lag_max_events)
     ));
     md.push_str(&format!(
+        "| the store's WAL stays bounded (checkpoints keep up) | at most {:.0} MiB; the database file ends at {:.0} MiB |\n",
+        o.wal_max_mib, o.db_end_mib
+    ));
+    md.push_str(&format!(
         "| every event consumed | {} sent, {} committed; caught up {} after the last |\n\n",
         o.events_sent,
         o.events_committed,
@@ -513,13 +535,15 @@ fn write_report(bench: &SoakBench, o: &Outcome) -> Result<()> {
             md.push_str(&format!("\nFirst error ({}): `{error}`\n", e.target));
         }
     }
-    md.push_str("\n## Memory and lag over time (every tenth of the run)\n\n| s | RSS MiB | sent | committed | lag |\n| ---: | ---: | ---: | ---: | ---: |\n");
+    md.push_str("\n## Memory and lag over time (every tenth of the run)\n\n| s | RSS MiB | store MiB | WAL MiB | sent | committed | lag |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     let step = (o.samples.len() / 10).max(1);
     for s in o.samples.iter().step_by(step) {
         md.push_str(&format!(
-            "| {:.0} | {:.0} | {} | {} | {} |\n",
+            "| {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} |\n",
             s.at_s,
             s.rss_mib,
+            s.db_mib,
+            s.wal_mib,
             s.sent,
             s.committed,
             s.sent.saturating_sub(s.committed)
