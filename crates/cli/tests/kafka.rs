@@ -595,9 +595,11 @@ fn bench_soak_reports_memory_errors_and_lag_with_every_event_committed() {
         samples.iter().all(|s| s["rss_mib"].as_f64().unwrap() > 1.0),
         "{md}"
     );
-    // The store's files are watched too: its database holds the events.
+    // The store's files are watched too: they hold the events (in the WAL
+    // until a checkpoint, which 64 MiB of WAL triggers: not in 15 s).
+    let last = samples.last().unwrap();
     assert!(
-        samples.last().unwrap()["db_mib"].as_f64().unwrap() > 0.5,
+        last["db_mib"].as_f64().unwrap() + last["wal_mib"].as_f64().unwrap() > 0.5,
         "{md}"
     );
     assert!(json["wal_max_mib"].as_f64().unwrap() > 0.0, "{md}");
