@@ -246,10 +246,7 @@ async fn soak(
     group: &str,
 ) -> Result<Outcome> {
     let (mut server, base) = start_platform(bench, work, topic, dlq, group)?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let client = super::serve::load_client(64)?;
     // `up` imports its sample data and runs the batch before it serves.
     wait_healthy(&client, &base, Some(&mut server)).await?;
     let pid = server.child.id();
