@@ -11,7 +11,7 @@
 //! warm-up), no request or produce fails, the lag stays bounded, and every
 //! produced event is committed by the end.
 
-use super::serve::{ServeBench, Server, Tally, Target, one_run, wait_healthy};
+use super::serve::{ServeBench, Server, Tally, Target, load_client, one_run, wait_healthy};
 use super::{Rate, environment, fit_line, median, proc_status_mib, quantile};
 use anyhow::{Context, Result, bail, ensure};
 use movierec_config::KafkaConfig;
@@ -246,7 +246,7 @@ async fn soak(
     group: &str,
 ) -> Result<Outcome> {
     let (mut server, base) = start_platform(bench, work, topic, dlq, group)?;
-    let client = super::serve::load_client(64)?;
+    let client = load_client(64)?;
     // `up` imports its sample data and runs the batch before it serves.
     wait_healthy(&client, &base, Some(&mut server)).await?;
     let pid = server.child.id();
