@@ -445,6 +445,184 @@ fn an_s3_and_dynamodb_outage_of_20_seconds_is_ridden_out() {
     assert_eq!(stored.movies, expected.movies);
 }
 
+/// Rewrites moto's request log one request per line, as its replay reads
+/// it. The recorder writes from each request's thread, and a request larger
+/// than Python's 8 KiB write buffer goes out in two writes (the JSON, then
+/// its newline), so another thread's request may land between them on the
+/// same line; and a server killed while appending leaves half a request,
+/// which it never executed.
+fn repair_request_log(log: &Path) {
+    let bytes = std::fs::read(log).unwrap();
+    let mut lines = String::new();
+    for request in serde_json::Deserializer::from_slice(&bytes).into_iter::<serde_json::Value>() {
+        match request {
+            Ok(request) => {
+                lines.push_str(&request.to_string());
+                lines.push('\n');
+            }
+            Err(e) if e.is_eof() => break,
+            Err(e) => panic!("moto's request log {}: {e}", log.display()),
+        }
+    }
+    std::fs::write(log, lines).unwrap();
+}
+
+#[test]
+fn moto_killed_mid_stream_and_restarted_from_its_request_log_loses_nothing() {
+    // moto keeps its state in memory; with recording on it appends every
+    // request to a log before executing it, and a new process replays the
+    // log: a restart that keeps what was stored, as S3's and DynamoDB's own
+    // storage would. Its own moto: killing it must touch no other test.
+    let work = workdir();
+    let log = work.path().join("moto-requests.jsonl");
+    let envs = [
+        ("MOTO_ENABLE_RECORDING", "true".to_string()),
+        ("MOTO_RECORDER_FILEPATH", log.display().to_string()),
+    ];
+    let port = free_port();
+    let mut moto = spawn_moto_at(port, &envs);
+
+    let s = stream(work.path(), "restart", 2, "restart", 5000);
+    let bucket = to_aws(work.path(), &s, &moto.endpoint);
+    let params = EventStreamParams {
+        count: 10_000,
+        users: 500,
+        movies: 500,
+        invalid_fraction: 0.0,
+        seed: 4,
+        ..Default::default()
+    };
+    let mut producer = produce_at(work.path(), &s, &params, 1000);
+    let consumer = with_credentials(movierec_with(work.path(), &s.config))
+        .args(["consume", "--until-idle", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bronze_objects(&moto.endpoint, &bucket) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing reached the bronze layer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A few seconds of writes in (moto is the consumer's bottleneck: it is
+    // always writing), SIGKILL: requests in flight die with it, the
+    // consumer's next ones are refused.
+    std::thread::sleep(Duration::from_secs(3));
+    let stored_before: std::collections::BTreeSet<String> = bronze_lines(&moto.endpoint, &bucket)
+        .0
+        .into_iter()
+        .collect();
+    signal(moto.child.id(), "KILL");
+    let _ = moto.child.wait();
+    std::thread::sleep(Duration::from_secs(5));
+    // Until the log is replayed the new server is empty: a write landing
+    // there first would meet a missing bucket, not a restarted one.
+    signal(consumer.id(), "STOP");
+    repair_request_log(&log);
+    let logged = std::fs::read_to_string(&log).unwrap().lines().count();
+    moto = spawn_moto_at(port, &envs);
+    let replay = ureq::post(format!(
+        "{}/moto-api/recorder/replay-recording",
+        moto.endpoint
+    ))
+    .send_empty();
+    let stored_after: std::collections::BTreeSet<String> = bronze_lines(&moto.endpoint, &bucket)
+        .0
+        .into_iter()
+        .collect();
+    signal(consumer.id(), "CONT");
+    assert!(replay.is_ok(), "moto did not replay its log: {replay:?}");
+    assert!(
+        stored_before.is_subset(&stored_after),
+        "the restarted moto lost {} of the {} bronze lines stored before the kill",
+        stored_before.difference(&stored_after).count(),
+        stored_before.len()
+    );
+
+    let output = consumer.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the consumer gave up: {log}");
+    assert!(
+        log.contains("cannot write a batch to the store"),
+        "the consumer never met the dead endpoint: {log}"
+    );
+    // Paused through the restart, the consumer may have been dropped from
+    // its group (see the test above); either way it carried on.
+    println!(
+        "RELIABILITY moto restarted: {logged} requests replayed, {} bronze lines stored before the kill all there after; consumer rejoined its group: {}",
+        stored_before.len(),
+        log.contains("joining again")
+    );
+    assert!(producer.wait().unwrap().success());
+    let (mut got, _) = bronze_lines(&moto.endpoint, &bucket);
+    got.sort();
+    assert_eq!(got, expected_lines(params), "nothing lost, nothing twice");
+    let stored = dynamodb_state(&moto.endpoint, &bucket);
+    let expected = expected_state(params);
+    assert_eq!(stored.ratings, expected.ratings);
+    assert_eq!(stored.users, expected.users);
+    assert_eq!(stored.movies, expected.movies);
+}
+
+#[test]
+fn a_consumer_paused_past_its_session_timeout_rejoins_and_loses_nothing() {
+    // The group drops a member silent for session.timeout.ms (6 s): its
+    // commits are refused from then on. In aws mode the commit is the
+    // progress, so the consumer must join again and resume from the last
+    // commit; it used to retry the refused commit for 10 minutes and stop.
+    let work = workdir();
+    let s = stream(work.path(), "paused", 2, "paused", 5000);
+    let endpoint = aws_endpoint();
+    let bucket = to_aws(work.path(), &s, &endpoint);
+    let params = EventStreamParams {
+        count: 10_000,
+        users: 500,
+        movies: 500,
+        invalid_fraction: 0.0,
+        seed: 5,
+        ..Default::default()
+    };
+    let mut producer = produce_at(work.path(), &s, &params, 1000);
+    let consumer = with_credentials(movierec_with(work.path(), &s.config))
+        .args(["consume", "--until-idle", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bronze_objects(&endpoint, &bucket) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing reached the bronze layer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    signal(consumer.id(), "STOP");
+    std::thread::sleep(Duration::from_secs(10));
+    signal(consumer.id(), "CONT");
+
+    let output = consumer.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the consumer gave up: {log}");
+    assert!(
+        log.contains("joining again"),
+        "the group never dropped the paused consumer: {log}"
+    );
+    assert!(producer.wait().unwrap().success());
+    let (mut got, _) = bronze_lines(&endpoint, &bucket);
+    got.sort();
+    assert_eq!(got, expected_lines(params), "nothing lost, nothing twice");
+    let stored = dynamodb_state(&endpoint, &bucket);
+    let expected = expected_state(params);
+    assert_eq!(stored.ratings, expected.ratings);
+    assert_eq!(stored.users, expected.users);
+    assert_eq!(stored.movies, expected.movies);
+}
+
 #[test]
 fn in_aws_mode_posted_ratings_reach_bronze_and_dynamodb_through_kafka() {
     let work = workdir();

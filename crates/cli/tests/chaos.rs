@@ -5,7 +5,8 @@
 //! - the broker (tansu with durable S3 storage on moto) restarted mid-stream;
 //! - the disk filling up under the consumer's store and under a batch.
 //!
-//! The aws-mode kills, moto paused mid-write and PostgreSQL restarted during
+//! The aws-mode kills, moto paused and moto killed and restarted mid-write,
+//! a consumer dropped by its group, and PostgreSQL restarted during
 //! loads live beside their features (aws_stream.rs, cdc.rs, cdc_aws.rs);
 //! docs/RELIABILITY.md lists them all.
 

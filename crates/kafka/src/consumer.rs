@@ -8,6 +8,13 @@
 //! store holds is skipped when read again: a crash at any point loses nothing
 //! and counts nothing twice. Rebalances need no special handling for the same
 //! reason: a batch that straddles one still commits each position once.
+//!
+//! One exception, for sinks whose progress is the Kafka commit (the S3
+//! bronze layer): a consumer the group has dropped (silent past
+//! `session.timeout.ms`: a paused process, a stalled host) has every commit
+//! refused, and retrying cannot help, since librdkafka rejoins only while the
+//! consumer polls. The run then rejoins as a new member from the last commit,
+//! as after a crash ([`IngestError::LeftGroup`]).
 
 use crate::dlq::Rejected;
 use crate::producer::EventProducer;
@@ -17,6 +24,7 @@ use movierec_config::KafkaConfig;
 use movierec_core::{InvalidEvent, RatingEvent};
 use movierec_store::{ApplyOutcome, EventSink, SourcedEvent, StreamBatch};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
@@ -138,27 +146,6 @@ pub async fn run_consumer(
     options: ConsumerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<ConsumeSummary> {
-    let consumer: Arc<StreamConsumer> = Arc::new(
-        client_config(
-            config,
-            &[
-                ("group.id", &config.group_id),
-                ("enable.auto.commit", "false"),
-                ("auto.offset.reset", "earliest"),
-                ("enable.partition.eof", "false"),
-                // Fail over in seconds rather than the 45 s default; a group
-                // join also waits about half of this.
-                ("session.timeout.ms", "6000"),
-                ("heartbeat.interval.ms", "500"),
-            ],
-        )
-        .create()
-        .map_err(kafka_error(config, "cannot create a consumer"))?,
-    );
-    consumer.subscribe(&[&config.topic]).map_err(kafka_error(
-        config,
-        format!("cannot subscribe to {}", config.topic),
-    ))?;
     let dead_letters = EventProducer::new(config)?;
     status.set_running(true);
     tracing::info!(
@@ -168,28 +155,91 @@ pub async fn run_consumer(
         config.group_id,
         config.dlq_topic
     );
-
-    let lag_task = tokio::spawn(watch_lag(
-        consumer.clone(),
-        store.clone(),
-        status.clone(),
-        config.clone(),
-        options.lag_interval,
-    ));
-    let writer = Arc::new(Writer {
-        config: config.clone(),
-        consumer: consumer.clone(),
-        store,
-        dead_letters,
-        status: status.clone(),
-    });
-    let result = consume_loop(writer, &options, shutdown).await;
-    lag_task.abort();
+    tokio::pin!(shutdown);
+    let mut progress = Progress::default();
+    let result = loop {
+        let consumer = match join_group(config) {
+            Ok(consumer) => consumer,
+            Err(error) => break Err(error),
+        };
+        let lag_task = tokio::spawn(watch_lag(
+            consumer.clone(),
+            store.clone(),
+            status.clone(),
+            config.clone(),
+            options.lag_interval,
+        ));
+        let writer = Arc::new(Writer {
+            config: config.clone(),
+            consumer,
+            store: store.clone(),
+            dead_letters: dead_letters.clone(),
+            status: status.clone(),
+        });
+        let result = consume_loop(writer, &options, shutdown.as_mut(), &mut progress).await;
+        lag_task.abort();
+        match result {
+            // As after a crash: a new member resumes from the last commit,
+            // and the batches in hand are read again (a replay the sinks
+            // write idempotently). Writing them on would be wrong: the
+            // group has reset this consumer's positions to the commit.
+            Err(error @ IngestError::LeftGroup { .. }) => {
+                tracing::warn!("{error}: joining again, from the last committed offsets");
+                status.failed(error.to_string());
+            }
+            other => break other,
+        }
+    };
     status.set_running(false);
     if let Err(error) = &result {
         status.failed(error.to_string());
     }
-    result
+    result.map(|()| progress.summary())
+}
+
+/// A consumer in the group, subscribed to the events topic.
+fn join_group(config: &KafkaConfig) -> Result<Arc<StreamConsumer>> {
+    let consumer: StreamConsumer = client_config(
+        config,
+        &[
+            ("group.id", &config.group_id),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+            // Fail over in seconds rather than the 45 s default; a group
+            // join also waits about half of this.
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "500"),
+        ],
+    )
+    .create()
+    .map_err(kafka_error(config, "cannot create a consumer"))?;
+    consumer.subscribe(&[&config.topic]).map_err(kafka_error(
+        config,
+        format!("cannot subscribe to {}", config.topic),
+    ))?;
+    Ok(Arc::new(consumer))
+}
+
+/// What a run has done so far, over every time it joined the group.
+#[derive(Default)]
+struct Progress {
+    totals: ConsumeSummary,
+    first_message: Option<Instant>,
+    last_commit: Option<Instant>,
+}
+
+impl Progress {
+    fn summary(self) -> ConsumeSummary {
+        let mut summary = self.totals;
+        if let (Some(first), Some(last)) = (self.first_message, self.last_commit) {
+            summary.seconds = last.saturating_duration_since(first).as_secs_f64();
+            if summary.seconds > 0.0 {
+                summary.events_per_s = summary.consumed as f64 / summary.seconds;
+            }
+        }
+        summary
+    }
 }
 
 /// Writes batches: one at a time and in order, but beside the loop that
@@ -213,60 +263,59 @@ struct Written {
 type InFlight = Option<tokio::task::JoinHandle<Result<Written>>>;
 
 /// Waits for the batch being written, and adds what it did to the summary.
-async fn settle(
-    in_flight: &mut InFlight,
-    summary: &mut ConsumeSummary,
-    last_commit: &mut Option<Instant>,
-) -> Result<()> {
+async fn settle(in_flight: &mut InFlight, progress: &mut Progress) -> Result<()> {
     if let Some(task) = in_flight.take() {
         let written = task
             .await
             .map_err(|e| IngestError::Invalid(format!("the batch writer failed: {e}")))??;
+        let summary = &mut progress.totals;
         summary.applied += written.outcome.accepted as u64;
         summary.superseded += written.outcome.superseded as u64;
         summary.replayed += written.outcome.replayed as u64;
         summary.dead_lettered += written.dead_lettered;
         summary.batches += 1;
-        *last_commit = written.finished;
+        progress.last_commit = written.finished;
     }
     Ok(())
 }
 
+/// One membership of the group: until shutdown, idle, an error, or the
+/// group dropping this consumer ([`IngestError::LeftGroup`]).
 async fn consume_loop(
     writer: Arc<Writer>,
     options: &ConsumerOptions,
-    shutdown: impl Future<Output = ()>,
-) -> Result<ConsumeSummary> {
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    progress: &mut Progress,
+) -> Result<()> {
     let (config, consumer, status) = (&writer.config, &*writer.consumer, &*writer.status);
     let mut in_flight: InFlight = None;
     let max_events = config.max_batch_events;
     let max_wait = Duration::from_millis(config.max_batch_wait_ms);
-    let mut summary = ConsumeSummary::default();
+    // Since this consumer joined: until then, a quiet stream is not idle.
     let mut first_message: Option<Instant> = None;
-    let mut last_commit: Option<Instant> = None;
     let mut last_message = Instant::now();
     let started = Instant::now();
     let mut last_warning: Option<Instant> = None;
     let mut batch = Batch::default();
-    tokio::pin!(shutdown);
     let mut stopping = false;
     while !stopping {
         let deadline = batch.started.map(|t| t + max_wait);
         tokio::select! {
             biased;
-            () = &mut shutdown => {
+            () = shutdown.as_mut() => {
                 tracing::info!("stopping: writing the batch in hand");
                 stopping = true;
             }
             received = consumer.recv() => match received {
                 Ok(message) => {
                     first_message.get_or_insert_with(Instant::now);
+                    progress.first_message.get_or_insert_with(Instant::now);
                     last_message = Instant::now();
                     if let Some(rejected) = batch.add(&message) {
                         let task = tokio::spawn(writer.clone().dead_letter(rejected));
                         batch.dead_letters.push(task);
                     }
-                    summary.consumed += 1;
+                    progress.totals.consumed += 1;
                     if batch.len() < max_events {
                         continue;
                     }
@@ -310,20 +359,13 @@ async fn consume_loop(
             }
         }
         if batch.len() > 0 {
-            settle(&mut in_flight, &mut summary, &mut last_commit).await?;
+            settle(&mut in_flight, progress).await?;
             let mut done = std::mem::take(&mut batch);
             done.gathered = done.started.map(|t| t.elapsed()).unwrap_or_default();
             in_flight = Some(tokio::spawn(writer.clone().flush(done)));
         }
     }
-    settle(&mut in_flight, &mut summary, &mut last_commit).await?;
-    if let (Some(first), Some(last)) = (first_message, last_commit) {
-        summary.seconds = last.saturating_duration_since(first).as_secs_f64();
-        if summary.seconds > 0.0 {
-            summary.events_per_s = summary.consumed as f64 / summary.seconds;
-        }
-    }
-    Ok(summary)
+    settle(&mut in_flight, progress).await
 }
 
 fn has_assignment(consumer: &StreamConsumer) -> bool {
@@ -400,18 +442,29 @@ impl Writer {
             // The commit is the progress: the next batch must start exactly
             // where this one ended, so that a replay rewrites the same objects.
             let consumer = self.consumer.clone();
-            retry(status, "commit offsets to Kafka", || {
+            let committed = retry(status, "commit offsets to Kafka", || {
                 let (consumer, positions) = (consumer.clone(), positions.clone());
                 async move {
-                    tokio::task::spawn_blocking(move || {
+                    let result = tokio::task::spawn_blocking(move || {
                         consumer.commit(&positions, CommitMode::Sync)
                     })
                     .await
-                    .map_err(|e| IngestError::Invalid(format!("commit task failed: {e}")))?
-                    .map_err(kafka_error(config, "cannot commit offsets"))
+                    .map_err(|e| IngestError::Invalid(format!("commit task failed: {e}")))?;
+                    match result {
+                        // No retry mends this: only joining again does.
+                        Err(error) if lost_membership(&error) => Ok(Err(error)),
+                        other => other
+                            .map(Ok)
+                            .map_err(kafka_error(config, "cannot commit offsets")),
+                    }
                 }
             })
             .await?;
+            committed.map_err(|source| IngestError::LeftGroup {
+                bootstrap: config.bootstrap_servers.clone(),
+                group: config.group_id.clone(),
+                source: Box::new(source),
+            })?;
         }
 
         tracing::debug!(
@@ -432,6 +485,23 @@ impl Writer {
             finished: Some(Instant::now()),
         })
     }
+}
+
+/// Whether a commit failed because the group no longer has this consumer
+/// (or this generation of it) as a member.
+fn lost_membership(error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::UnknownMemberId
+                | Code::IllegalGeneration
+                | Code::RebalanceInProgress
+                | Code::FencedInstanceId
+                | Code::StaleMemberEpoch
+                | Code::AssignmentLost
+        )
+    )
 }
 
 /// Retries with backoff (50 ms doubling, at most 5 s apart) for up to

@@ -37,6 +37,19 @@ pub enum IngestError {
         #[source]
         source: Box<KafkaError>,
     },
+    /// The group no longer counts this consumer as a member (it went silent
+    /// past `session.timeout.ms`, or the group rebalanced under a commit):
+    /// the broker refuses its commits until it joins again.
+    #[error(
+        "Kafka ({bootstrap}): consumer group {group} dropped this consumer ({source}); \
+         was it paused longer than session.timeout.ms?"
+    )]
+    LeftGroup {
+        bootstrap: String,
+        group: String,
+        #[source]
+        source: Box<KafkaError>,
+    },
     #[error(transparent)]
     Store(#[from] movierec_store::StoreError),
     #[error("{0}")]

@@ -273,6 +273,7 @@ impl Drop for Moto {
         // A paused server must be resumed to die.
         let _ = std::process::Command::new("kill")
             .args(["-CONT", &self.child.id().to_string()])
+            .stderr(std::process::Stdio::null())
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -281,7 +282,12 @@ impl Drop for Moto {
 
 /// Starts `moto_server` with `envs` and waits until it answers.
 pub fn spawn_moto(envs: &[(&str, String)]) -> Moto {
-    let port = free_port();
+    spawn_moto_at(free_port(), envs)
+}
+
+/// [`spawn_moto`] on a given port: a restarted server takes its
+/// predecessor's, so its clients find it where they were configured to.
+pub fn spawn_moto_at(port: u16, envs: &[(&str, String)]) -> Moto {
     let mut command = std::process::Command::new("moto_server");
     command
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
