@@ -144,7 +144,9 @@ pub enum Command {
     },
     /// Consume kafka.topic into the store: invalid events to kafka.dlq_topic, exactly-once effect.
     Consume {
-        /// Stop after this many seconds without a message [default: run until Ctrl-C/SIGTERM].
+        /// Stop after this many seconds spent waiting without a message (time
+        /// the process was suspended does not count) [default: run until
+        /// Ctrl-C/SIGTERM].
         #[arg(long, value_name = "SECONDS")]
         until_idle: Option<f64>,
         /// Create this file once the group has assigned partitions (for scripts

@@ -379,70 +379,92 @@ fn every_valid_event_lands_once_in_bronze_and_in_dynamodb_through_sigkills() {
     );
 }
 
-fn signal(pid: u32, name: &str) {
-    assert!(
-        std::process::Command::new("kill")
-            .args([&format!("-{name}"), &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+/// A 10,000-event stream (500 users and movies) produced at 1,000 events/s,
+/// and a consumer reading it until idle, its log kept: the fault tests below
+/// break something while both run.
+struct SteadyRun {
+    params: EventStreamParams,
+    producer: std::process::Child,
+    consumer: std::process::Child,
+}
+
+impl SteadyRun {
+    /// Starts both and returns once the first bronze object is stored.
+    fn start(work: &Path, s: &Stream, endpoint: &str, bucket: &str, seed: u64) -> Self {
+        let params = EventStreamParams {
+            count: 10_000,
+            users: 500,
+            movies: 500,
+            invalid_fraction: 0.0,
+            seed,
+            ..Default::default()
+        };
+        let producer = produce_at(work, s, &params, 1000);
+        let consumer = with_credentials(movierec_with(work, &s.config))
+            .args(["consume", "--until-idle", "5"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while bronze_objects(endpoint, bucket) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "nothing reached the bronze layer"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            params,
+            producer,
+            consumer,
+        }
+    }
+
+    /// Waits for both, checks that every event is in exactly one bronze
+    /// object and that DynamoDB equals the recomputation, and returns the
+    /// consumer's log.
+    fn finish(mut self, endpoint: &str, bucket: &str) -> String {
+        let output = self.consumer.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "the consumer gave up: {log}");
+        assert!(self.producer.wait().unwrap().success());
+        let (mut got, _) = bronze_lines(endpoint, bucket);
+        got.sort();
+        assert_eq!(
+            got,
+            expected_lines(self.params),
+            "nothing lost, nothing twice"
+        );
+        let stored = dynamodb_state(endpoint, bucket);
+        let expected = expected_state(self.params);
+        assert_eq!(stored.ratings, expected.ratings);
+        assert_eq!(stored.users, expected.users);
+        assert_eq!(stored.movies, expected.movies);
+        log
+    }
 }
 
 #[test]
 fn an_s3_and_dynamodb_outage_of_20_seconds_is_ridden_out() {
     // Its own moto: pausing it must touch no other test.
     let moto = spawn_moto(&[]);
-
     let work = workdir();
     let s = stream(work.path(), "outage", 2, "outage", 5000);
     let bucket = to_aws(work.path(), &s, &moto.endpoint);
-    let params = EventStreamParams {
-        count: 10_000,
-        users: 500,
-        movies: 500,
-        invalid_fraction: 0.0,
-        seed: 3,
-        ..Default::default()
-    };
-    let mut producer = produce_at(work.path(), &s, &params, 1000);
-    let consumer = with_credentials(movierec_with(work.path(), &s.config))
-        .args(["consume", "--until-idle", "5"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while bronze_lines(&moto.endpoint, &bucket).1 == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "nothing reached the bronze layer"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let run = SteadyRun::start(work.path(), &s, &moto.endpoint, &bucket, 3);
     // The endpoint stops answering for 20 s mid-stream.
     signal(moto.child.id(), "STOP");
     std::thread::sleep(Duration::from_secs(20));
     signal(moto.child.id(), "CONT");
 
-    let output = consumer.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the consumer gave up: {log}");
+    let log = run.finish(&moto.endpoint, &bucket);
     // The outage was seen, and ridden out by retrying (not just waited out
     // inside one slow request).
     assert!(
         log.contains("cannot write a batch to the store"),
         "no retry in the log: {log}"
     );
-    assert!(producer.wait().unwrap().success());
-    let (mut got, _) = bronze_lines(&moto.endpoint, &bucket);
-    got.sort();
-    assert_eq!(got, expected_lines(params), "nothing lost, nothing twice");
-    let stored = dynamodb_state(&moto.endpoint, &bucket);
-    let expected = expected_state(params);
-    assert_eq!(stored.ratings, expected.ratings);
-    assert_eq!(stored.users, expected.users);
-    assert_eq!(stored.movies, expected.movies);
 }
 
 /// Rewrites moto's request log one request per line, as its replay reads
@@ -474,39 +496,17 @@ fn moto_killed_mid_stream_and_restarted_from_its_request_log_loses_nothing() {
     // log: a restart that keeps what was stored, as S3's and DynamoDB's own
     // storage would. Its own moto: killing it must touch no other test.
     let work = workdir();
-    let log = work.path().join("moto-requests.jsonl");
+    let requests = work.path().join("moto-requests.jsonl");
     let envs = [
         ("MOTO_ENABLE_RECORDING", "true".to_string()),
-        ("MOTO_RECORDER_FILEPATH", log.display().to_string()),
+        ("MOTO_RECORDER_FILEPATH", requests.display().to_string()),
     ];
     let port = free_port();
     let mut moto = spawn_moto_at(port, &envs);
 
     let s = stream(work.path(), "restart", 2, "restart", 5000);
     let bucket = to_aws(work.path(), &s, &moto.endpoint);
-    let params = EventStreamParams {
-        count: 10_000,
-        users: 500,
-        movies: 500,
-        invalid_fraction: 0.0,
-        seed: 4,
-        ..Default::default()
-    };
-    let mut producer = produce_at(work.path(), &s, &params, 1000);
-    let consumer = with_credentials(movierec_with(work.path(), &s.config))
-        .args(["consume", "--until-idle", "5"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while bronze_objects(&moto.endpoint, &bucket) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "nothing reached the bronze layer"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let run = SteadyRun::start(work.path(), &s, &moto.endpoint, &bucket, 4);
     // A few seconds of writes in (moto is the consumer's bottleneck: it is
     // always writing), SIGKILL: requests in flight die with it, the
     // consumer's next ones are refused.
@@ -520,9 +520,9 @@ fn moto_killed_mid_stream_and_restarted_from_its_request_log_loses_nothing() {
     std::thread::sleep(Duration::from_secs(5));
     // Until the log is replayed the new server is empty: a write landing
     // there first would meet a missing bucket, not a restarted one.
-    signal(consumer.id(), "STOP");
-    repair_request_log(&log);
-    let logged = std::fs::read_to_string(&log).unwrap().lines().count();
+    signal(run.consumer.id(), "STOP");
+    repair_request_log(&requests);
+    let logged = std::fs::read_to_string(&requests).unwrap().lines().count();
     moto = spawn_moto_at(port, &envs);
     let replay = ureq::post(format!(
         "{}/moto-api/recorder/replay-recording",
@@ -533,7 +533,7 @@ fn moto_killed_mid_stream_and_restarted_from_its_request_log_loses_nothing() {
         .0
         .into_iter()
         .collect();
-    signal(consumer.id(), "CONT");
+    signal(run.consumer.id(), "CONT");
     assert!(replay.is_ok(), "moto did not replay its log: {replay:?}");
     assert!(
         stored_before.is_subset(&stored_after),
@@ -542,29 +542,18 @@ fn moto_killed_mid_stream_and_restarted_from_its_request_log_loses_nothing() {
         stored_before.len()
     );
 
-    let output = consumer.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the consumer gave up: {log}");
+    let log = run.finish(&moto.endpoint, &bucket);
     assert!(
         log.contains("cannot write a batch to the store"),
         "the consumer never met the dead endpoint: {log}"
     );
     // Paused through the restart, the consumer may have been dropped from
-    // its group (see the test above); either way it carried on.
+    // its group (a_consumer_paused_… below); either way it carried on.
     println!(
         "RELIABILITY moto restarted: {logged} requests replayed, {} bronze lines stored before the kill all there after; consumer rejoined its group: {}",
         stored_before.len(),
         log.contains("joining again")
     );
-    assert!(producer.wait().unwrap().success());
-    let (mut got, _) = bronze_lines(&moto.endpoint, &bucket);
-    got.sort();
-    assert_eq!(got, expected_lines(params), "nothing lost, nothing twice");
-    let stored = dynamodb_state(&moto.endpoint, &bucket);
-    let expected = expected_state(params);
-    assert_eq!(stored.ratings, expected.ratings);
-    assert_eq!(stored.users, expected.users);
-    assert_eq!(stored.movies, expected.movies);
 }
 
 #[test]
@@ -577,50 +566,17 @@ fn a_consumer_paused_past_its_session_timeout_rejoins_and_loses_nothing() {
     let s = stream(work.path(), "paused", 2, "paused", 5000);
     let endpoint = aws_endpoint();
     let bucket = to_aws(work.path(), &s, &endpoint);
-    let params = EventStreamParams {
-        count: 10_000,
-        users: 500,
-        movies: 500,
-        invalid_fraction: 0.0,
-        seed: 5,
-        ..Default::default()
-    };
-    let mut producer = produce_at(work.path(), &s, &params, 1000);
-    let consumer = with_credentials(movierec_with(work.path(), &s.config))
-        .args(["consume", "--until-idle", "5"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while bronze_objects(&endpoint, &bucket) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "nothing reached the bronze layer"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let run = SteadyRun::start(work.path(), &s, &endpoint, &bucket, 5);
     std::thread::sleep(Duration::from_secs(1));
-    signal(consumer.id(), "STOP");
+    signal(run.consumer.id(), "STOP");
     std::thread::sleep(Duration::from_secs(10));
-    signal(consumer.id(), "CONT");
+    signal(run.consumer.id(), "CONT");
 
-    let output = consumer.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the consumer gave up: {log}");
+    let log = run.finish(&endpoint, &bucket);
     assert!(
         log.contains("joining again"),
         "the group never dropped the paused consumer: {log}"
     );
-    assert!(producer.wait().unwrap().success());
-    let (mut got, _) = bronze_lines(&endpoint, &bucket);
-    got.sort();
-    assert_eq!(got, expected_lines(params), "nothing lost, nothing twice");
-    let stored = dynamodb_state(&endpoint, &bucket);
-    let expected = expected_state(params);
-    assert_eq!(stored.ratings, expected.ratings);
-    assert_eq!(stored.users, expected.users);
-    assert_eq!(stored.movies, expected.movies);
 }
 
 #[test]

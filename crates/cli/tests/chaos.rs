@@ -386,6 +386,73 @@ fn integrity_check(db: &Path) -> String {
     })
 }
 
+/// `movierec consume --until-idle SECONDS` in the background, its log in a
+/// file the test reads while it runs.
+fn consume_logging_to(work: &Path, config: &Path, idle_s: &str, log: &Path) -> KillOnDrop {
+    KillOnDrop(
+        movierec_with(work, config)
+            .args(["consume", "--until-idle", idle_s])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_consumer_paused_past_its_session_timeout_carries_on_in_sqlite_mode() {
+    // Stopped for 10 s, past session.timeout.ms (6 s): the group drops it
+    // and it joins again. The store keeps its own positions, so the batches
+    // in hand are written and whatever Kafka delivers again is skipped. And
+    // `--until-idle 5` must not count the pause as 10 s of quiet stream.
+    const EVENTS: i64 = 20_000;
+    let work = workdir();
+    let s = stream(work.path(), "paused", 2, "paused", 500);
+    let params = EventStreamParams {
+        count: EVENTS as u64,
+        users: 2000,
+        movies: 500,
+        invalid_fraction: 0.0,
+        seed: 15,
+        ..Default::default()
+    };
+    let mut producer = KillOnDrop(
+        produce_command(work.path(), &s.config, &params)
+            .args(["--rate", "2000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let db = work.path().join("paused.db");
+    let log_path = work.path().join("consumer.log");
+    let mut consumer = consume_logging_to(work.path(), &s.config, "5", &log_path);
+    wait_for_positions(
+        &db,
+        &s.topic,
+        1000,
+        Duration::from_secs(60),
+        "before the pause",
+    );
+    let paused_at = consumed_positions(&db, &s.topic);
+    signal(consumer.0.id(), "STOP");
+    std::thread::sleep(Duration::from_secs(10));
+    signal(consumer.0.id(), "CONT");
+
+    let status = consumer.0.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        status.success(),
+        "the consumer failed after the pause:\n{log}"
+    );
+    assert!(producer.0.wait().unwrap().success());
+    assert_eq!(consumed_positions(&db, &s.topic), EVENTS, "{log}");
+    assert_eq!(stored(&db), valid_events(params), "nothing lost or doubled");
+    println!(
+        "RELIABILITY paused consumer (SQLite): paused at {paused_at} of {EVENTS}, all equal after"
+    );
+}
+
 #[test]
 fn a_full_disk_under_the_consumer_stalls_it_with_a_clear_error_and_loses_nothing() {
     const EVENTS: i64 = 100_000;
@@ -403,14 +470,7 @@ fn a_full_disk_under_the_consumer_stalls_it_with_a_clear_error_and_loses_nothing
     produce(work.path(), &s.config, &params);
     let db = work.path().join("disk/store.db");
     let log_path = work.path().join("consumer.log");
-    let mut consumer = KillOnDrop(
-        movierec_with(work.path(), &s.config)
-            .args(["consume", "--until-idle", "3"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let mut consumer = consume_logging_to(work.path(), &s.config, "3", &log_path);
     wait_for_positions(
         &db,
         &s.topic,

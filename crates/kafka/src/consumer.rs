@@ -40,6 +40,9 @@ use std::time::{Duration, Instant};
 const RETRY_FOR: Duration = Duration::from_secs(600);
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often a consumer with no batch in hand looks up from the stream
+/// (the idle check, the assignment watch).
+const IDLE_TICK: Duration = Duration::from_millis(250);
 /// How long `until_idle` runs wait for the group to assign partitions.
 const JOIN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -293,7 +296,10 @@ async fn consume_loop(
     let max_wait = Duration::from_millis(config.max_batch_wait_ms);
     // Since this consumer joined: until then, a quiet stream is not idle.
     let mut first_message: Option<Instant> = None;
-    let mut last_message = Instant::now();
+    // How long the loop has waited with nothing to read, added up tick by
+    // tick rather than read off the clock: a process that was stopped (a
+    // suspended laptop, SIGSTOP) has not watched a quiet stream meanwhile.
+    let mut quiet = Duration::ZERO;
     let started = Instant::now();
     let mut last_warning: Option<Instant> = None;
     let mut batch = Batch::default();
@@ -310,7 +316,7 @@ async fn consume_loop(
                 Ok(message) => {
                     first_message.get_or_insert_with(Instant::now);
                     progress.first_message.get_or_insert_with(Instant::now);
-                    last_message = Instant::now();
+                    quiet = Duration::ZERO;
                     if let Some(rejected) = batch.add(&message) {
                         let task = tokio::spawn(writer.clone().dead_letter(rejected));
                         batch.dead_letters.push(task);
@@ -332,7 +338,7 @@ async fn consume_loop(
                 }
             },
             () = sleep_until(deadline) => {}
-            () = tokio::time::sleep(Duration::from_millis(250)), if deadline.is_none() => {
+            () = tokio::time::sleep(IDLE_TICK), if deadline.is_none() => {
                 if let Some(assigned) = &options.assigned
                     && !*assigned.borrow()
                     && (first_message.is_some() || has_assignment(consumer))
@@ -347,10 +353,11 @@ async fn consume_loop(
                             config.topic, config.group_id, config.bootstrap_servers
                         )));
                     }
-                    last_message = Instant::now();
+                    quiet = Duration::ZERO;
                     continue;
                 }
-                if options.until_idle.is_some_and(|idle| last_message.elapsed() >= idle) {
+                quiet += IDLE_TICK;
+                if options.until_idle.is_some_and(|idle| quiet >= idle) {
                     tracing::info!("no message for {:?}: done", options.until_idle.unwrap_or_default());
                     stopping = true;
                 } else {

@@ -261,6 +261,18 @@ pub fn stop_with_sigterm(server: &mut Server, seconds: u64) {
     }
 }
 
+/// Sends signal `name` (`STOP`, `CONT`, `KILL`, …) to a process.
+pub fn signal(pid: u32, name: &str) {
+    assert!(
+        std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .unwrap()
+            .success(),
+        "kill -{name} {pid} failed"
+    );
+}
+
 /// A moto server of a test's own (S3, DynamoDB, IAM), on a free port: for
 /// tests that pause it or make it enforce IAM, which must touch no other test.
 pub struct Moto {
