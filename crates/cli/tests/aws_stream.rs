@@ -580,6 +580,38 @@ fn a_consumer_paused_past_its_session_timeout_rejoins_and_loses_nothing() {
 }
 
 #[test]
+fn two_consumers_in_one_group_through_a_rebalance_write_each_event_once() {
+    // A second consumer joins mid-stream: the group rebalances, and the
+    // first one's commit may be refused (RebalanceInProgress), which ends
+    // its membership (it joins again from the last commit). Whoever owns a
+    // partition next starts at its last commit and rewrites the same
+    // objects.
+    let work = workdir();
+    let s = stream(work.path(), "rebalance", 3, "rebalance", 5000);
+    let endpoint = aws_endpoint();
+    let bucket = to_aws(work.path(), &s, &endpoint);
+    let run = SteadyRun::start(work.path(), &s, &endpoint, &bucket, 6);
+    std::thread::sleep(Duration::from_secs(2));
+    let second = with_credentials(movierec_with(work.path(), &s.config))
+        .args(["consume", "--until-idle", "5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let second = second.wait_with_output().unwrap();
+    let second_log = String::from_utf8_lossy(&second.stderr).into_owned();
+    assert!(
+        second.status.success(),
+        "the second consumer failed: {second_log}"
+    );
+    let first_log = run.finish(&endpoint, &bucket);
+    println!(
+        "RELIABILITY aws rebalance: 10,000 events equal; a consumer joined again after a refused commit: {}",
+        first_log.contains("joining again") || second_log.contains("joining again")
+    );
+}
+
+#[test]
 fn in_aws_mode_posted_ratings_reach_bronze_and_dynamodb_through_kafka() {
     let work = workdir();
     let s = stream(work.path(), "aws-api", 1, "aws-api", 100);
