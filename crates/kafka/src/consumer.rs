@@ -160,6 +160,7 @@ pub async fn run_consumer(
     );
     tokio::pin!(shutdown);
     let mut progress = Progress::default();
+    let mut rejoins = Rejoins::default();
     let result = loop {
         let consumer = match join_group(config) {
             Ok(consumer) => consumer,
@@ -187,6 +188,14 @@ pub async fn run_consumer(
             // write idempotently). Writing them on would be wrong: the
             // group has reset this consumer's positions to the commit.
             Err(error @ IngestError::LeftGroup { .. }) => {
+                if !rejoins.left(progress.totals.batches) {
+                    // Dropped again and again with nothing committed (a
+                    // static member id used twice, a group that never
+                    // settles): say so rather than loop for ever.
+                    break Err(IngestError::Invalid(format!(
+                        "{error}; dropped {MAX_BARREN_REJOINS} times in a row without committing a batch: giving up"
+                    )));
+                }
                 tracing::warn!("{error}: joining again, from the last committed offsets");
                 status.failed(error.to_string());
             }
@@ -198,6 +207,32 @@ pub async fn run_consumer(
         status.failed(error.to_string());
     }
     result.map(|()| progress.summary())
+}
+
+/// How many times in a row the group may drop a consumer that commits
+/// nothing in between before the run stops with an error.
+const MAX_BARREN_REJOINS: u32 = 5;
+
+/// Counts the group dropping this consumer with no batch committed since
+/// the last time.
+#[derive(Default)]
+struct Rejoins {
+    barren: u32,
+    batches_then: u64,
+}
+
+impl Rejoins {
+    /// The group dropped the consumer after `batches` batches in all:
+    /// whether to join again.
+    fn left(&mut self, batches: u64) -> bool {
+        if batches > self.batches_then || self.barren == 0 {
+            self.barren = 1;
+        } else {
+            self.barren += 1;
+        }
+        self.batches_then = batches;
+        self.barren < MAX_BARREN_REJOINS
+    }
 }
 
 /// A consumer in the group, subscribed to the events topic.
@@ -591,5 +626,35 @@ async fn watch_lag(
             Err(error) => status.broker_answered(Err(error.to_string())),
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_dropped_again_and_again_without_committing_gives_up() {
+        let mut rejoins = Rejoins::default();
+        for n in 1..MAX_BARREN_REJOINS {
+            assert!(rejoins.left(0), "drop {n} of a barren streak rejoins");
+        }
+        assert!(!rejoins.left(0), "the last drop of the streak gives up");
+    }
+
+    #[test]
+    fn a_committed_batch_between_drops_starts_the_count_again() {
+        let mut rejoins = Rejoins::default();
+        let mut batches = 0;
+        for _ in 0..3 * MAX_BARREN_REJOINS {
+            batches += 1;
+            assert!(rejoins.left(batches));
+        }
+        for _ in 1..MAX_BARREN_REJOINS - 1 {
+            assert!(rejoins.left(batches));
+        }
+        batches += 1;
+        assert!(rejoins.left(batches), "progress resets the streak");
+        assert!(rejoins.left(batches));
     }
 }
