@@ -603,6 +603,21 @@ fn bench_soak_reports_memory_errors_and_lag_with_every_event_committed() {
         "{md}"
     );
     assert!(json["wal_max_mib"].as_f64().unwrap() > 0.0, "{md}");
+    // The bounded caches, read from /metrics: SQLite's allocations (its page
+    // caches hold at least the schema's pages by now) and librdkafka's
+    // fetch queue (statistics every second: numbers from the second on).
+    let sqlite = last["sqlite_mib"].as_f64().expect("sqlite_mib reported");
+    assert!(
+        sqlite > 0.05 && sqlite < last["rss_mib"].as_f64().unwrap(),
+        "{md}"
+    );
+    assert!(last["fetch_queue_messages"].as_f64().is_some(), "{md}");
+    assert!(last["fetch_queue_mib"].as_f64().unwrap() >= 0.0, "{md}");
+    assert!(json["rest_end_mib"].as_f64().unwrap() > 1.0, "{md}");
+    assert!(
+        md.contains("| memory outside the bounded caches stays flat |"),
+        "{md}"
+    );
     for slope in ["rss_slope_mib_per_min", "rss_slope_last_half_mib_per_min"] {
         assert!(json[slope].as_f64().unwrap().is_finite(), "{slope}: {md}");
     }

@@ -23,9 +23,10 @@ use crate::{IngestError, Result, client_config, kafka_error};
 use movierec_config::KafkaConfig;
 use movierec_core::{InvalidEvent, RatingEvent};
 use movierec_store::{ApplyOutcome, EventSink, SourcedEvent, StreamBatch};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientContext, Statistics};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -235,9 +236,43 @@ impl Rejoins {
     }
 }
 
+type GroupConsumer = StreamConsumer<FetchQueueGauge>;
+
+/// Publishes what librdkafka has fetched ahead of the consumer as
+/// `movierec_consumer_fetch_queue_bytes` and `…_messages`. The prefetch is
+/// the consumer's memory that follows the lag (up to `queued.min.messages`
+/// per partition or `queued.max.messages.kbytes`), so a soak can tell it
+/// from a leak.
+struct FetchQueueGauge;
+
+impl ClientContext for FetchQueueGauge {
+    fn stats(&self, statistics: Statistics) {
+        let (messages, bytes) = fetch_queue(&statistics);
+        metrics::gauge!("movierec_consumer_fetch_queue_messages").set(messages as f64);
+        metrics::gauge!("movierec_consumer_fetch_queue_bytes").set(bytes as f64);
+    }
+}
+
+impl ConsumerContext for FetchQueueGauge {}
+
+/// Messages and payload bytes fetched but not yet handed to the consumer,
+/// over every partition of every topic.
+fn fetch_queue(statistics: &Statistics) -> (u64, u64) {
+    statistics
+        .topics
+        .values()
+        .flat_map(|topic| topic.partitions.values())
+        .fold((0, 0), |(messages, bytes), partition| {
+            (
+                messages + partition.fetchq_cnt.max(0) as u64,
+                bytes + partition.fetchq_size,
+            )
+        })
+}
+
 /// A consumer in the group, subscribed to the events topic.
-fn join_group(config: &KafkaConfig) -> Result<Arc<StreamConsumer>> {
-    let consumer: StreamConsumer = client_config(
+fn join_group(config: &KafkaConfig) -> Result<Arc<GroupConsumer>> {
+    let consumer: GroupConsumer = client_config(
         config,
         &[
             ("group.id", &config.group_id),
@@ -248,9 +283,11 @@ fn join_group(config: &KafkaConfig) -> Result<Arc<StreamConsumer>> {
             // join also waits about half of this.
             ("session.timeout.ms", "6000"),
             ("heartbeat.interval.ms", "500"),
+            // Feeds FetchQueueGauge; `0` in kafka.properties turns it off.
+            ("statistics.interval.ms", "1000"),
         ],
     )
-    .create()
+    .create_with_context(FetchQueueGauge)
     .map_err(kafka_error(config, "cannot create a consumer"))?;
     consumer.subscribe(&[&config.topic]).map_err(kafka_error(
         config,
@@ -284,7 +321,7 @@ impl Progress {
 /// reads the next one (the two cores each get one of the two jobs).
 struct Writer {
     config: KafkaConfig,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<GroupConsumer>,
     store: Arc<dyn EventSink>,
     dead_letters: EventProducer,
     status: Arc<IngestStatus>,
@@ -410,7 +447,7 @@ async fn consume_loop(
     settle(&mut in_flight, progress).await
 }
 
-fn has_assignment(consumer: &StreamConsumer) -> bool {
+fn has_assignment(consumer: &GroupConsumer) -> bool {
     consumer.assignment().is_ok_and(|a| a.count() > 0)
 }
 
@@ -579,7 +616,7 @@ where
 /// Every `interval`: the high watermark of each assigned partition against
 /// the progress in the store, and whether the broker answers at all.
 async fn watch_lag(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<GroupConsumer>,
     store: Arc<dyn EventSink>,
     status: Arc<IngestStatus>,
     config: KafkaConfig,

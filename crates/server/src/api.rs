@@ -302,14 +302,19 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
               (status = 404, description = "metrics are not enabled", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
     match &state.metrics {
-        Some(handle) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            handle.render(),
-        )
-            .into_response(),
+        Some(handle) => {
+            // Sampled on read: the counter lives in SQLite, not in our code.
+            metrics::gauge!("movierec_sqlite_memory_bytes")
+                .set(movierec_store::sqlite_memory_used() as f64);
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                handle.render(),
+            )
+                .into_response()
+        }
         None => ApiError::not_found("metrics are not enabled in this server").into_response(),
     }
 }

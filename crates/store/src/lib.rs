@@ -22,6 +22,18 @@ pub use serving::{
     PublishInput, ScoredRow, ServingDb, Stats, TopRow,
 };
 
+/// Bytes SQLite has allocated in this process now: every connection's page
+/// cache, statements and schemas together. The caches are bounded
+/// (`sqlite.cache_mib` for the writer, 8 MiB per reader) and fill as the
+/// store grows, so `/metrics` reports this as `movierec_sqlite_memory_bytes`
+/// to tell them from a leak.
+pub fn sqlite_memory_used() -> u64 {
+    // SAFETY: reads SQLite's global allocation counter; it takes no
+    // arguments and SQLite (built thread-safe) guards it with its own mutex.
+    let bytes = unsafe { libsqlite3_sys::sqlite3_memory_used() };
+    u64::try_from(bytes).unwrap_or(0)
+}
+
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 use movierec_core::{EventTime, FeatureAccumulator, Movie, Rating, RatingEvent};

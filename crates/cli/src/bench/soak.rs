@@ -3,8 +3,9 @@
 //! Kafka topics of its own, so its in-process consumer ingests what this
 //! process produces at `--events-per-s` while the API answers
 //! `--requests-per-s` (half top lists, half users' recommendations, an open
-//! loop). Every second the server's resident memory and the consumer's
-//! committed position are sampled.
+//! loop). Every second the server's resident memory, the two caches in it
+//! that fill up to a bound (SQLite's, librdkafka's fetch queue, from
+//! `/metrics`) and the consumer's committed position are sampled.
 //!
 //! What it reports is what SPEC promises under load (docs/RELIABILITY.md):
 //! memory stays flat (the growth over the run, and its fitted slope after a
@@ -21,8 +22,8 @@ use movierec_kafka::producer::BulkProducer;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long the load generator's producer gathers a batch (see
@@ -52,6 +53,13 @@ pub struct SoakBench {
 struct Sample {
     at_s: f64,
     rss_mib: f64,
+    /// What SQLite has allocated (page caches, statements):
+    /// `movierec_sqlite_memory_bytes`.
+    sqlite_mib: f64,
+    /// What librdkafka has fetched ahead of the consumer (payload bytes and
+    /// messages): `movierec_consumer_fetch_queue_{bytes,messages}`.
+    fetch_queue_mib: f64,
+    fetch_queue_messages: f64,
     /// The store's database file and its write-ahead log: the WAL is what
     /// could grow unseen if checkpoints fell behind the writes.
     db_mib: f64,
@@ -60,6 +68,13 @@ struct Sample {
     sent: u64,
     /// Events the consumer has committed (its group's offsets in Kafka).
     committed: u64,
+}
+
+impl Sample {
+    /// Memory outside the two bounded caches.
+    fn rest_mib(&self) -> f64 {
+        self.rss_mib - self.sqlite_mib - self.fetch_queue_mib
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +108,14 @@ struct Outcome {
     /// The same over the second half: caches that fill for minutes (SQLite's
     /// page cache grows with the store) level off; a leak does not.
     rss_slope_last_half_mib_per_min: f64,
+    /// The same three for the rest of the memory: RSS less SQLite's
+    /// allocations and the fetch queue's payload, the part with no bound of
+    /// its own.
+    rest_start_mib: f64,
+    rest_end_mib: f64,
+    rest_slope_last_half_mib_per_min: f64,
+    sqlite_end_mib: f64,
+    fetch_queue_end_mib: f64,
     db_end_mib: f64,
     wal_max_mib: f64,
     lag_p50_events: f64,
@@ -215,6 +238,64 @@ fn load_producer_config(kafka: &KafkaConfig) -> KafkaConfig {
     kafka
 }
 
+/// The bounded caches' sizes as `/metrics` last reported them; NaN until
+/// the first answer (or with a server too old to report them).
+#[derive(Debug, Clone, Copy)]
+struct CacheGauges {
+    sqlite_mib: f64,
+    fetch_queue_mib: f64,
+    fetch_queue_messages: f64,
+}
+
+impl Default for CacheGauges {
+    fn default() -> Self {
+        Self {
+            sqlite_mib: f64::NAN,
+            fetch_queue_mib: f64::NAN,
+            fetch_queue_messages: f64::NAN,
+        }
+    }
+}
+
+impl CacheGauges {
+    fn parse(exposition: &str) -> Self {
+        const MIB: f64 = 1024.0 * 1024.0;
+        Self {
+            sqlite_mib: gauge(exposition, "movierec_sqlite_memory_bytes") / MIB,
+            fetch_queue_mib: gauge(exposition, "movierec_consumer_fetch_queue_bytes") / MIB,
+            fetch_queue_messages: gauge(exposition, "movierec_consumer_fetch_queue_messages"),
+        }
+    }
+}
+
+/// One unlabelled series' value in Prometheus' text exposition.
+fn gauge(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(f64::NAN)
+}
+
+/// Reads `/metrics` once a second into `latest` until aborted.
+async fn watch_caches(client: reqwest::Client, url: String, latest: Arc<Mutex<CacheGauges>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Ok(response) = client.get(&url).send().await else {
+            continue;
+        };
+        if let Ok(text) = response.text().await {
+            *latest.lock().unwrap_or_else(|e| e.into_inner()) = CacheGauges::parse(&text);
+        }
+    }
+}
+
 /// Produces synthetic events at the offered rate for the run's length.
 fn produce(bench: &SoakBench, topic: &str, sent: &AtomicU64) -> Result<()> {
     let producer = BulkProducer::new(&load_producer_config(&bench.kafka))?;
@@ -254,6 +335,12 @@ async fn soak(
     let wal = work.join(format!("{STORE_FILE}-wal"));
     let probe = LagProbe::new(&bench.kafka, group, topic, bench.partitions)?;
 
+    let caches = Arc::new(Mutex::new(CacheGauges::default()));
+    let watcher = tokio::spawn(watch_caches(
+        client.clone(),
+        format!("{base}/metrics"),
+        caches.clone(),
+    ));
     let sent = Arc::new(AtomicU64::new(0));
     let producing = Arc::new(AtomicBool::new(true));
     let producer = {
@@ -272,7 +359,7 @@ async fn soak(
     let started = Instant::now();
     let cpu_before = server.cpu_s();
     let sampler = {
-        let (sent, producing) = (sent.clone(), producing.clone());
+        let (sent, producing, caches) = (sent.clone(), producing.clone(), caches.clone());
         let file_mib = |path: &Path| {
             std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / (1024.0 * 1024.0))
         };
@@ -288,9 +375,13 @@ async fn soak(
                     .map(|s| s.committed.max(0) as u64)
                     .unwrap_or(0);
                 let sent_now = sent.load(Ordering::Relaxed);
+                let cache = *caches.lock().unwrap_or_else(|e| e.into_inner());
                 samples.push(Sample {
                     at_s: at.as_secs_f64(),
                     rss_mib: proc_status_mib(pid, "VmRSS:").unwrap_or(f64::NAN),
+                    sqlite_mib: cache.sqlite_mib,
+                    fetch_queue_mib: cache.fetch_queue_mib,
+                    fetch_queue_messages: cache.fetch_queue_messages,
                     db_mib: file_mib(&store),
                     wal_mib: file_mib(&wal),
                     sent: sent_now,
@@ -357,6 +448,7 @@ async fn soak(
     let (samples, catch_up_s) = sampler
         .join()
         .map_err(|_| anyhow::anyhow!("the sampler thread panicked"))?;
+    watcher.abort();
     let elapsed = started.elapsed().as_secs_f64();
     let server_cpu_cores = match (cpu_before, server.cpu_s()) {
         (Some(before), Some(after)) => Some((after - before) / elapsed),
@@ -406,15 +498,27 @@ fn summarise(
     let during: Vec<&Sample> = samples.iter().filter(|s| s.at_s <= bench.seconds).collect();
     let tenth = (during.len() / 10).max(1);
     let rss = |part: &[&Sample]| median(&part.iter().map(|s| s.rss_mib).collect::<Vec<_>>());
-    let slope_from = |first: usize| {
+    let slope_from = |first: usize, mib: fn(&Sample) -> f64| {
         let (_, per_s) = fit_line(
             &during[first.min(during.len())..]
                 .iter()
-                .map(|s| (s.at_s, s.rss_mib))
+                .map(|s| (s.at_s, mib(s)))
+                .filter(|(_, y)| y.is_finite())
                 .collect::<Vec<_>>(),
         );
         per_s * 60.0
     };
+    let rest = |part: &[&Sample]| {
+        median(
+            &part
+                .iter()
+                .map(|s| s.rest_mib())
+                .filter(|y| y.is_finite())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let first_tenth = &during[..tenth.min(during.len())];
+    let last_tenth = &during[during.len().saturating_sub(tenth)..];
     // From the consumer's first commit: before it, the lag only says how long
     // the group took to form, which the report's table shows.
     let mut lags: Vec<f64> = during
@@ -433,11 +537,21 @@ fn summarise(
         requests_per_s_offered: bench.requests_per_s,
         api_errors: endpoints.iter().map(|e| e.errors).sum(),
         endpoints,
-        rss_start_mib: rss(&during[..tenth.min(during.len())]),
-        rss_end_mib: rss(&during[during.len().saturating_sub(tenth)..]),
+        rss_start_mib: rss(first_tenth),
+        rss_end_mib: rss(last_tenth),
         rss_max_mib: samples.iter().map(|s| s.rss_mib).fold(f64::NAN, f64::max),
-        rss_slope_mib_per_min: slope_from(during.len() / 5),
-        rss_slope_last_half_mib_per_min: slope_from(during.len() / 2),
+        rss_slope_mib_per_min: slope_from(during.len() / 5, |s| s.rss_mib),
+        rss_slope_last_half_mib_per_min: slope_from(during.len() / 2, |s| s.rss_mib),
+        rest_start_mib: rest(first_tenth),
+        rest_end_mib: rest(last_tenth),
+        rest_slope_last_half_mib_per_min: slope_from(during.len() / 2, Sample::rest_mib),
+        sqlite_end_mib: median(&last_tenth.iter().map(|s| s.sqlite_mib).collect::<Vec<_>>()),
+        fetch_queue_end_mib: median(
+            &last_tenth
+                .iter()
+                .map(|s| s.fetch_queue_mib)
+                .collect::<Vec<_>>(),
+        ),
         db_end_mib: last.map_or(f64::NAN, |s| s.db_mib),
         wal_max_mib: samples.iter().map(|s| s.wal_mib).fold(f64::NAN, f64::max),
         lag_p50_events: quantile(&lags, 0.5),
@@ -491,6 +605,14 @@ fn write_report(bench: &SoakBench, o: &Outcome) -> Result<()> {
         o.rss_slope_last_half_mib_per_min
     ));
     md.push_str(&format!(
+        "| memory outside the bounded caches stays flat | {:.0} MiB in the first tenth, {:.0} MiB in the last; over the second half {:+.2} MiB/min (RSS less SQLite's allocations, {:.0} MiB at the end, and the Kafka fetch queue's payload, {:.0} MiB at the end) |\n",
+        o.rest_start_mib,
+        o.rest_end_mib,
+        o.rest_slope_last_half_mib_per_min,
+        o.sqlite_end_mib,
+        o.fetch_queue_end_mib
+    ));
+    md.push_str(&format!(
         "| no errors | {} failed requests of {}; the producer delivered every event |\n",
         o.api_errors,
         o.endpoints.iter().map(|e| e.requests).sum::<usize>()
@@ -532,13 +654,17 @@ fn write_report(bench: &SoakBench, o: &Outcome) -> Result<()> {
             md.push_str(&format!("\nFirst error ({}): `{error}`\n", e.target));
         }
     }
-    md.push_str("\n## Memory and lag over time (every tenth of the run)\n\n| s | RSS MiB | store MiB | WAL MiB | sent | committed | lag |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    md.push_str("\n## Memory and lag over time (every tenth of the run)\n\n| s | RSS MiB | SQLite MiB | fetch queue MiB | fetch queue messages | rest MiB | store MiB | WAL MiB | sent | committed | lag |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     let step = (o.samples.len() / 10).max(1);
     for s in o.samples.iter().step_by(step) {
         md.push_str(&format!(
-            "| {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} |\n",
+            "| {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} |\n",
             s.at_s,
             s.rss_mib,
+            s.sqlite_mib,
+            s.fetch_queue_mib,
+            s.fetch_queue_messages,
+            s.rest_mib(),
             s.db_mib,
             s.wal_mib,
             s.sent,
@@ -571,7 +697,21 @@ fn shown_value(name: &str, value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{KafkaConfig, load_producer_config, shown_value};
+    use super::{CacheGauges, KafkaConfig, load_producer_config, shown_value};
+
+    #[test]
+    fn cache_gauges_are_read_from_the_exposition_by_exact_name() {
+        let exposition = "# TYPE movierec_sqlite_memory_bytes gauge\n\
+            movierec_sqlite_memory_bytes 2097152\n\
+            movierec_consumer_fetch_queue_bytes_total 7\n\
+            movierec_consumer_fetch_queue_bytes 1048576\n\
+            movierec_consumer_fetch_queue_messages 1200\n";
+        let gauges = CacheGauges::parse(exposition);
+        assert_eq!(gauges.sqlite_mib, 2.0);
+        assert_eq!(gauges.fetch_queue_mib, 1.0);
+        assert_eq!(gauges.fetch_queue_messages, 1200.0);
+        assert!(CacheGauges::parse("movierec_up 1\n").sqlite_mib.is_nan());
+    }
 
     #[test]
     fn the_load_producer_lingers_unless_the_configuration_says() {
