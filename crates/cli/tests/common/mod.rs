@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod streams;
 pub mod warehouse;
 

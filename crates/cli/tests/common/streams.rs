@@ -65,18 +65,69 @@ pub struct Stream {
     pub config: std::path::PathBuf,
 }
 
+/// Every record of a topic, read back from the start of each partition
+/// until 5 s pass with nothing new (no group: the partitions are assigned).
+/// Payloads that parse as rating events are given in `to_json` form, as the
+/// bronze layer stores them.
+pub fn topic_lines(bootstrap: &str, topic: &str, partitions: i32) -> Vec<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("read-back"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut lines = Vec::new();
+    let mut quiet = Duration::ZERO;
+    while quiet < Duration::from_secs(5) {
+        match consumer.poll(Duration::from_millis(250)) {
+            Some(Ok(message)) => {
+                quiet = Duration::ZERO;
+                let payload = message.payload().unwrap_or_default();
+                lines.push(match RatingEvent::from_json(payload) {
+                    Ok(event) => event.to_json(),
+                    Err(_) => String::from_utf8_lossy(payload).into_owned(),
+                });
+            }
+            Some(Err(e)) => panic!("reading {topic} back from {bootstrap}: {e}"),
+            None => quiet += Duration::from_millis(250),
+        }
+    }
+    lines
+}
+
 /// A config in `work` for a new topic pair and group.
 pub fn stream(work: &Path, name: &str, partitions: i32, db: &str, batch: usize) -> Stream {
+    stream_on(&bootstrap(), work, name, partitions, db, batch)
+}
+
+/// The same on another broker than the suite's.
+pub fn stream_on(
+    bootstrap: &str,
+    work: &Path,
+    name: &str,
+    partitions: i32,
+    db: &str,
+    batch: usize,
+) -> Stream {
     let topic = unique(name);
-    create_topic(&topic, partitions);
-    create_topic(&format!("{topic}-dlq"), 1);
+    create_topic_on(bootstrap, &topic, partitions);
+    create_topic_on(bootstrap, &format!("{topic}-dlq"), 1);
     let config = work.join(format!("{db}.yaml"));
     std::fs::write(
         &config,
         format!(
             "kafka:\n  enabled: true\n  bootstrap_servers: \"{}\"\n  topic: \"{topic}\"\n  dlq_topic: \"{topic}-dlq\"\n  \
              group_id: \"{}\"\n  max_batch_events: {batch}\n  max_batch_wait_ms: 50\nsqlite:\n  path: \"{}\"\n",
-            bootstrap(),
+            bootstrap,
             unique("group"),
             work.join(format!("{db}.db")).display()
         ),
