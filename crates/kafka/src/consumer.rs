@@ -372,6 +372,7 @@ async fn consume_loop(
     // tick rather than read off the clock: a process that was stopped (a
     // suspended laptop, SIGSTOP) has not watched a quiet stream meanwhile.
     let mut quiet = Duration::ZERO;
+    let mut unassigned_since: Option<Instant> = None;
     let started = Instant::now();
     let mut last_warning: Option<Instant> = None;
     let mut batch = Batch::default();
@@ -417,16 +418,30 @@ async fn consume_loop(
                 {
                     assigned.send_replace(true);
                 }
-                if options.until_idle.is_some() && first_message.is_none() && !has_assignment(consumer) {
-                    // Joining the group: quiet, but not idle yet.
-                    if started.elapsed() > JOIN_LIMIT {
-                        return Err(IngestError::Invalid(format!(
-                            "no partition of {} was assigned to group {} within {JOIN_LIMIT:?}: does the topic exist on {}?",
-                            config.topic, config.group_id, config.bootstrap_servers
-                        )));
+                if options.until_idle.is_some() && !has_assignment(consumer) {
+                    // Joining the group: quiet, but not idle yet. The same
+                    // holds for a rejoin after the group dropped this member
+                    // (a pause past the session timeout): a broker may take
+                    // longer than the idle wait to hand the partitions back.
+                    let unassigned = *unassigned_since.get_or_insert_with(Instant::now);
+                    if first_message.is_none() {
+                        if started.elapsed() > JOIN_LIMIT {
+                            return Err(IngestError::Invalid(format!(
+                                "no partition of {} was assigned to group {} within {JOIN_LIMIT:?}: does the topic exist on {}?",
+                                config.topic, config.group_id, config.bootstrap_servers
+                            )));
+                        }
+                        quiet = Duration::ZERO;
+                        continue;
                     }
-                    quiet = Duration::ZERO;
-                    continue;
+                    // Left without partitions for good (another member took
+                    // them all): from then on it is a quiet stream like any.
+                    if unassigned.elapsed() < JOIN_LIMIT {
+                        quiet = Duration::ZERO;
+                        continue;
+                    }
+                } else {
+                    unassigned_since = None;
                 }
                 quiet += IDLE_TICK;
                 if options.until_idle.is_some_and(|idle| quiet >= idle) {
