@@ -169,6 +169,32 @@ where
     }
 }
 
+/// DynamoDB's ratings and both feature tables equal a recomputation of the
+/// stream (the latest rating per pair, the features of every valid event);
+/// returns how many ratings that was.
+fn assert_dynamodb_equals_recomputation(
+    endpoint: &str,
+    bucket: &str,
+    params: EventStreamParams,
+) -> usize {
+    let stored = dynamodb_state(endpoint, bucket);
+    let expected = expected_state(params);
+    assert_eq!(stored.ratings.len(), expected.ratings.len());
+    assert_eq!(
+        stored.ratings, expected.ratings,
+        "the latest rating per pair"
+    );
+    assert_eq!(
+        stored.users, expected.users,
+        "user features = a recomputation"
+    );
+    assert_eq!(
+        stored.movies, expected.movies,
+        "movie features = a recomputation"
+    );
+    expected.ratings.len()
+}
+
 /// What DynamoDB holds: the ratings table, and the feature items read back
 /// as accumulators, each checked to carry the seed's derived fields.
 fn dynamodb_state(endpoint: &str, bucket: &str) -> State {
@@ -356,26 +382,12 @@ fn every_valid_event_lands_once_in_bronze_and_in_dynamodb_through_sigkills() {
         want.len()
     );
 
-    let stored = dynamodb_state(&endpoint, &bucket);
-    let expected = expected_state(params);
-    assert_eq!(stored.ratings.len(), expected.ratings.len(), "{summary}");
-    assert_eq!(
-        stored.ratings, expected.ratings,
-        "the latest rating per pair"
-    );
-    assert_eq!(
-        stored.users, expected.users,
-        "user features = a recomputation"
-    );
-    assert_eq!(
-        stored.movies, expected.movies,
-        "movie features = a recomputation"
-    );
+    let ratings = assert_dynamodb_equals_recomputation(&endpoint, &bucket, params);
     println!(
         "RELIABILITY aws sigkill: {interrupted} kills mid-stream, {} events, {} bronze lines and {} ratings checked, {:.0} s",
         params.count,
         want.len(),
-        expected.ratings.len(),
+        ratings,
         started.elapsed().as_secs_f64()
     );
 }
@@ -437,11 +449,7 @@ impl SteadyRun {
             expected_lines(self.params),
             "nothing lost, nothing twice"
         );
-        let stored = dynamodb_state(endpoint, bucket);
-        let expected = expected_state(self.params);
-        assert_eq!(stored.ratings, expected.ratings);
-        assert_eq!(stored.users, expected.users);
-        assert_eq!(stored.movies, expected.movies);
+        assert_dynamodb_equals_recomputation(endpoint, bucket, self.params);
         log
     }
 }
@@ -710,11 +718,7 @@ fn the_broker_restarted_mid_stream_in_aws_mode_loses_nothing_and_writes_nothing_
     let mut expected = expected_lines(params);
     expected.dedup();
     assert_eq!(events, expected, "every event produced is in bronze\n{log}");
-    let stored = dynamodb_state(&endpoint, &bucket);
-    let expected = expected_state(params);
-    assert_eq!(stored.ratings, expected.ratings);
-    assert_eq!(stored.users, expected.users);
-    assert_eq!(stored.movies, expected.movies);
+    assert_dynamodb_equals_recomputation(&endpoint, &bucket, params);
     println!(
         "RELIABILITY aws broker: 2 restarts, 9,000 events ({} records) in {objects} bronze objects equal; joined again: {}",
         records.len(),

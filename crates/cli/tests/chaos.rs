@@ -108,22 +108,16 @@ fn the_broker_restarted_mid_stream_loses_nothing_and_counts_nothing_twice() {
     const EVENTS: i64 = 90_000;
     let work = workdir();
     let mut broker = DurableBroker::start(work.path());
-    let topic = unique("durable");
-    let config = work.path().join("durable.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "kafka:\n  enabled: true\n  bootstrap_servers: \"{}\"\n  topic: \"{topic}\"\n  dlq_topic: \"{topic}-dlq\"\n  \
-             group_id: \"{}\"\n  max_batch_events: 2000\n  max_batch_wait_ms: 50\n  \
-             properties: {{ message.timeout.ms: \"180000\" }}\nsqlite:\n  path: \"{}\"\n",
-            broker.address(),
-            unique("group"),
-            work.path().join("durable.db").display()
-        ),
-    )
-    .unwrap();
-    create_topic_on(&broker.address(), &topic, 3);
-    create_topic_on(&broker.address(), &format!("{topic}-dlq"), 1);
+    let s = stream_on(
+        &broker.address(),
+        work.path(),
+        "durable",
+        3,
+        "durable",
+        2000,
+    );
+    set_kafka_properties(&s, "message.timeout.ms: \"180000\"");
+    let (topic, config) = (s.topic, s.config);
     let params = EventStreamParams {
         count: EVENTS as u64,
         users: 2000,

@@ -140,6 +140,15 @@ pub fn stream_on(
 /// waits for the killed member's session to expire (6 s by default). A short
 /// session makes that wait ~1.5 s without changing what is tested.
 pub fn fast_failover(stream: &Stream) {
+    set_kafka_properties(
+        stream,
+        "session.timeout.ms: \"1500\", heartbeat.interval.ms: \"300\"",
+    );
+}
+
+/// Sets the stream config's `kafka.properties` (librdkafka settings), given
+/// as the inside of a YAML flow mapping.
+pub fn set_kafka_properties(stream: &Stream, properties: &str) {
     let yaml = std::fs::read_to_string(&stream.config).unwrap();
     assert!(
         yaml.starts_with("kafka:\n") && !yaml.contains("properties:"),
@@ -147,7 +156,7 @@ pub fn fast_failover(stream: &Stream) {
     );
     let yaml = yaml.replacen(
         "kafka:\n",
-        "kafka:\n  properties: { session.timeout.ms: \"1500\", heartbeat.interval.ms: \"300\" }\n",
+        &format!("kafka:\n  properties: {{ {properties} }}\n"),
         1,
     );
     std::fs::write(&stream.config, yaml).unwrap();
