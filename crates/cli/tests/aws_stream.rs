@@ -278,15 +278,14 @@ fn expected_lines(params: EventStreamParams) -> Vec<String> {
     lines
 }
 
-/// How many events the aws-mode kill test streams: 50,000 by default, as
-/// moto takes ~1,000 events/s; MOVIEREC_CHAOS_AWS_EVENTS=500000 for the
-/// full chaos run (docs/RELIABILITY.md).
+/// How many events the aws-mode kill test streams: the 500,000 by
+/// default; MOVIEREC_CHAOS_AWS_EVENTS=50000 for a quicker run.
 fn aws_chaos_events() -> u64 {
     match std::env::var("MOVIEREC_CHAOS_AWS_EVENTS") {
         Ok(text) => text
             .parse()
             .unwrap_or_else(|_| panic!("MOVIEREC_CHAOS_AWS_EVENTS={text}: expected a count")),
-        Err(_) => 50_000,
+        Err(_) => 500_000,
     }
 }
 
@@ -297,38 +296,79 @@ fn bronze_objects(endpoint: &str, bucket: &str) -> usize {
         .len()
 }
 
+/// The bytes stored in bronze, from a listing: how far the consumer has got
+/// without reading the objects.
+fn bronze_bytes(endpoint: &str, bucket: &str) -> u64 {
+    runtime().block_on(async {
+        let s3 = s3_client(endpoint);
+        let mut bytes = 0;
+        let mut token = None;
+        loop {
+            let listed = s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix("bronze/user-events/date=")
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap();
+            bytes += listed
+                .contents()
+                .iter()
+                .map(|o| o.size().unwrap_or(0).max(0) as u64)
+                .sum::<u64>();
+            token = listed.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                return bytes;
+            }
+        }
+    })
+}
+
 #[test]
 fn every_valid_event_lands_once_in_bronze_and_in_dynamodb_through_sigkills() {
     const KILLS: usize = 20;
+    let count = aws_chaos_events();
     let work = workdir();
-    // Small batches: a kill cycle waits for a batch's DynamoDB writes, which
-    // moto takes ~200 requests/s for.
-    let s = stream(work.path(), "bronze", 3, "bronze", 500);
+    // About 40 batches in all, so the kills spread over the stream.
+    let batch = (count as usize / 40).max(100);
+    let s = stream(work.path(), "bronze", 3, "bronze", batch);
     fast_failover(&s);
     let endpoint = aws_endpoint();
     let bucket = to_aws(work.path(), &s, &endpoint);
-    // Few users and movies: thousands of re-ratings, which must replace the
-    // old rating in DynamoDB, not add to it.
+    // Few users and movies. moto, single-threaded, takes ~200 DynamoDB
+    // requests/s, one per distinct rating pair and feature item of a batch:
+    // 300 pairs keep a batch's writes to ~2 s however many events it holds,
+    // which is what lets 500,000 events through 20 kills in minutes. And
+    // every pair is rated again hundreds of times: each must replace the old
+    // rating in DynamoDB, and a batch applied twice would show in the counts.
     let params = EventStreamParams {
-        count: aws_chaos_events(),
-        users: 1000,
-        movies: 400,
+        count,
+        users: 20,
+        movies: 15,
         invalid_fraction: 0.01,
         seed: 21,
         ..Default::default()
     };
     assert!(rerated_pairs(params) > 1000, "{}", rerated_pairs(params));
-    produce(work.path(), &s.config, &params);
+    // Produced over ~100 s while the consumer is killed: a consumer that
+    // catches up with the stream cannot run ahead of the kills.
+    let mut producer = produce_at(work.path(), &s, &params, (count / 100).max(100) as u32);
     let want = expected_lines(params);
 
-    // Twenty SIGKILLs, each once the consumer has written a new bronze
-    // object, after a random wait: some land between the S3 write and the
-    // DynamoDB writes of a batch, some between those and the Kafka commit.
+    // Twenty SIGKILLs spread over the stream: kill k once bronze holds about
+    // (k + 1) / 23 of its bytes and this consumer has written something, after
+    // a random wait: some land between the S3 write and the DynamoDB writes of
+    // a batch, some between those and the Kafka commit. The last target is
+    // 87% of the stream: the consumer gets ahead during the wait.
+    let stream_bytes: u64 = want.iter().map(|line| line.len() as u64 + 1).sum();
     let mut schedule = KillSchedule::from_clock();
     let mut interrupted = 0;
+    let mut kill_lines = Vec::new();
     let started = Instant::now();
     for kill in 0..KILLS {
-        let before = bronze_objects(&endpoint, &bucket);
+        let target = (kill as u64 + 1) * stream_bytes / (KILLS as u64 + 3);
+        let target = target.max(bronze_bytes(&endpoint, &bucket) + 1);
         let mut child = with_credentials(movierec_with(work.path(), &s.config))
             .arg("consume")
             .stdout(Stdio::null())
@@ -336,9 +376,9 @@ fn every_valid_event_lands_once_in_bronze_and_in_dynamodb_through_sigkills() {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
-        // Not too often: every listing takes moto (single-threaded) away from
-        // the consumer's writes.
-        while bronze_objects(&endpoint, &bucket) == before && Instant::now() < deadline {
+        // Not too often: every listing takes moto away from the consumer's
+        // writes.
+        while bronze_bytes(&endpoint, &bucket) < target && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(250));
         }
         std::thread::sleep(schedule.next_wait(1500));
@@ -353,20 +393,24 @@ fn every_valid_event_lands_once_in_bronze_and_in_dynamodb_through_sigkills() {
         if lines.len() < want.len() {
             interrupted += 1;
         }
+        kill_lines.push(lines.len());
     }
     assert!(
         interrupted >= KILLS - 2,
         "only {interrupted} of {KILLS} kills landed mid-stream"
     );
+    assert!(producer.wait().unwrap().success());
 
-    // The rest in large batches: moto writes each distinct user and movie of
-    // a batch once, so small batches cost it many more writes per event. The
-    // first batch restarts at the committed offset, so it rewrites the
-    // killed batch's objects (keyed by their first offset) with a superset.
+    // The rest, in batches at least as large: the first restarts at the
+    // committed offset, so it rewrites the killed batch's object (keyed by
+    // its first offset) with a superset.
     let summary = {
         let output = run_ok(
             with_credentials(movierec_with(work.path(), &s.config))
-                .env("MOVIEREC_KAFKA__MAX_BATCH_EVENTS", "20000")
+                .env(
+                    "MOVIEREC_KAFKA__MAX_BATCH_EVENTS",
+                    batch.max(20_000).to_string(),
+                )
                 .args(["consume", "--until-idle", "3"]),
         );
         String::from_utf8_lossy(&output.stderr).into_owned()
@@ -384,7 +428,7 @@ fn every_valid_event_lands_once_in_bronze_and_in_dynamodb_through_sigkills() {
 
     let ratings = assert_dynamodb_equals_recomputation(&endpoint, &bucket, params);
     println!(
-        "RELIABILITY aws sigkill: {interrupted} kills mid-stream, {} events, {} bronze lines and {} ratings checked, {:.0} s",
+        "RELIABILITY aws sigkill: {interrupted} kills mid-stream (bronze lines after each: {kill_lines:?}), {} events, {} bronze lines and {} ratings checked, {:.0} s",
         params.count,
         want.len(),
         ratings,
