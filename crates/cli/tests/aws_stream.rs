@@ -61,9 +61,9 @@ fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
     )
 }
 
-/// The keys of every bronze object.
-async fn bronze_keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
-    let mut keys = Vec::new();
+/// The key and size of every bronze object.
+async fn bronze_listing(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, u64)> {
+    let mut objects = Vec::new();
     let mut token = None;
     loop {
         let listed = s3
@@ -74,17 +74,21 @@ async fn bronze_keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
             .send()
             .await
             .unwrap();
-        keys.extend(
-            listed
-                .contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_string)),
-        );
+        objects.extend(listed.contents().iter().filter_map(|o| {
+            let size = o.size().unwrap_or(0).max(0) as u64;
+            o.key().map(|key| (key.to_string(), size))
+        }));
         token = listed.next_continuation_token().map(str::to_string);
         if token.is_none() {
-            return keys;
+            return objects;
         }
     }
+}
+
+/// The keys of every bronze object.
+async fn bronze_keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    let listing = bronze_listing(s3, bucket).await;
+    listing.into_iter().map(|(key, _)| key).collect()
 }
 
 /// Every line of every bronze object, and the number of objects.
@@ -299,30 +303,8 @@ fn bronze_objects(endpoint: &str, bucket: &str) -> usize {
 /// The bytes stored in bronze, from a listing: how far the consumer has got
 /// without reading the objects.
 fn bronze_bytes(endpoint: &str, bucket: &str) -> u64 {
-    runtime().block_on(async {
-        let s3 = s3_client(endpoint);
-        let mut bytes = 0;
-        let mut token = None;
-        loop {
-            let listed = s3
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix("bronze/user-events/date=")
-                .set_continuation_token(token)
-                .send()
-                .await
-                .unwrap();
-            bytes += listed
-                .contents()
-                .iter()
-                .map(|o| o.size().unwrap_or(0).max(0) as u64)
-                .sum::<u64>();
-            token = listed.next_continuation_token().map(str::to_string);
-            if token.is_none() {
-                return bytes;
-            }
-        }
-    })
+    let listing = runtime().block_on(bronze_listing(&s3_client(endpoint), bucket));
+    listing.iter().map(|(_, size)| size).sum()
 }
 
 #[test]
