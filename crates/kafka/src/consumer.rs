@@ -373,7 +373,6 @@ async fn consume_loop(
     // suspended laptop, SIGSTOP) has not watched a quiet stream meanwhile.
     let mut quiet = Duration::ZERO;
     let mut unassigned_since: Option<Instant> = None;
-    let started = Instant::now();
     let mut last_warning: Option<Instant> = None;
     let mut batch = Batch::default();
     let mut stopping = false;
@@ -424,22 +423,18 @@ async fn consume_loop(
                     // (a pause past the session timeout): a broker may take
                     // longer than the idle wait to hand the partitions back.
                     let unassigned = *unassigned_since.get_or_insert_with(Instant::now);
-                    if first_message.is_none() {
-                        if started.elapsed() > JOIN_LIMIT {
-                            return Err(IngestError::Invalid(format!(
-                                "no partition of {} was assigned to group {} within {JOIN_LIMIT:?}: does the topic exist on {}?",
-                                config.topic, config.group_id, config.bootstrap_servers
-                            )));
-                        }
-                        quiet = Duration::ZERO;
-                        continue;
-                    }
-                    // Left without partitions for good (another member took
-                    // them all): from then on it is a quiet stream like any.
                     if unassigned.elapsed() < JOIN_LIMIT {
                         quiet = Duration::ZERO;
                         continue;
                     }
+                    if first_message.is_none() {
+                        return Err(IngestError::Invalid(format!(
+                            "no partition of {} was assigned to group {} within {JOIN_LIMIT:?}: does the topic exist on {}?",
+                            config.topic, config.group_id, config.bootstrap_servers
+                        )));
+                    }
+                    // Left without partitions for good (another member took
+                    // them all): from then on it is a quiet stream like any.
                 } else {
                     unassigned_since = None;
                 }
