@@ -240,8 +240,8 @@ type GroupConsumer = StreamConsumer<FetchQueueGauge>;
 
 /// Publishes what librdkafka has fetched ahead of the consumer as
 /// `movierec_consumer_fetch_queue_bytes` and `…_messages`. The prefetch is
-/// the consumer's memory that follows the lag (up to `queued.min.messages`
-/// per partition or `queued.max.messages.kbytes`), so a soak can tell it
+/// the consumer's memory that follows the lag (up to `queued.min.messages`,
+/// 20,000 here, per partition or `queued.max.messages.kbytes`), so a soak can tell it
 /// from a leak.
 struct FetchQueueGauge;
 
@@ -285,6 +285,13 @@ fn join_group(config: &KafkaConfig) -> Result<Arc<GroupConsumer>> {
             ("heartbeat.interval.ms", "500"),
             // Feeds FetchQueueGauge; `0` in kafka.properties turns it off.
             ("statistics.interval.ms", "1000"),
+            // librdkafka reads ahead up to 100,000 messages per partition by
+            // default; when the consumer falls behind, that backlog (and the
+            // allocator's high-water mark after it) is what made memory climb
+            // in the soaks (docs/RELIABILITY.md, Load). Fetching goes on while
+            // the consumer drains the queue, so a lower mark costs no
+            // throughput that the soaks could measure.
+            ("queued.min.messages", "20000"),
         ],
     )
     .create_with_context(FetchQueueGauge)
