@@ -288,10 +288,13 @@ fn join_group(config: &KafkaConfig) -> Result<Arc<GroupConsumer>> {
             // librdkafka reads ahead up to 100,000 messages per partition by
             // default; when the consumer falls behind, that backlog (and the
             // allocator's high-water mark after it) is what made memory climb
-            // in the soaks (docs/RELIABILITY.md, Load). Fetching goes on while
-            // the consumer drains the queue, so a lower mark costs no
-            // throughput that the soaks could measure.
+            // in the soaks (docs/RELIABILITY.md, Load). With 20,000 the queue
+            // passes its mark often, and each time librdkafka waits
+            // fetch.queue.backoff.ms (1 s by default) before fetching that
+            // partition again: at 40,000 events/s that starved the consumer
+            // (lag 31 s after 3 minutes against under 5 s with 50 ms).
             ("queued.min.messages", "20000"),
+            ("fetch.queue.backoff.ms", "50"),
         ],
     )
     .create_with_context(FetchQueueGauge)
